@@ -1,0 +1,252 @@
+"""Klaviyo's per-account rate limits: fixed burst (1 s) and steady (60 s) windows per bucket.
+
+Every operation has its own bucket sized by its tier (API-NOTES §10). Some requests also count
+against a second, stricter bucket (`additional-fields[segment]=profile_count`), and create/update
+carry a daily cap. A request passes only if every bucket it touches has room; a rejected request
+consumes nothing. In a scaled mode the windows shrink by the scale factor while the counts stay,
+so tests see real 429 behaviour in a fraction of the time.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+# window lengths in (scaled) seconds; the longer ones are whole multiples of the burst second
+STEADY_WINDOW = 60
+DAILY_WINDOW = 86400
+
+# tier -> (burst per second, steady per minute)
+TIERS: dict[str, tuple[int, int]] = {
+    "XS": (1, 15),
+    "S": (3, 60),
+    "M": (10, 150),
+    "L": (75, 700),
+    "XL": (350, 3500),
+}
+# the L tier's steady limit on the segment GETs from this revision on
+L_STEADY_750_SINCE = "2026-01-15"
+
+OPERATION_TIERS: dict[str, str] = {
+    "get_segments": "L",
+    "get_segment": "L",
+    "get_segment_profiles": "L",
+    "get_segment_relationships_profiles": "L",
+    "get_segment_tags": "S",
+    "get_segment_relationships_tags": "S",
+    "create_segment": "XS",
+    "update_segment": "XS",
+    "delete_segment": "S",
+    "get_tags": "S",
+    "get_tag": "S",
+    "get_tag_relationships_segments": "S",
+}
+DEFAULT_TIER = "L"
+DAILY_LIMITS: dict[str, int] = {"create_segment": 100, "update_segment": 100}
+
+# operation names of revision 2024-10-15 and later
+OPERATION_ALIASES: dict[str, str] = {
+    "get_profiles_for_segment": "get_segment_profiles",
+    "get_profile_ids_for_segment": "get_segment_relationships_profiles",
+    "get_tags_for_segment": "get_segment_tags",
+    "get_tag_ids_for_segment": "get_segment_relationships_tags",
+    "get_segment_ids_for_tag": "get_tag_relationships_segments",
+}
+
+PROFILE_COUNT_BUCKET = "additional-fields[segment]=profile_count"
+PROFILE_COUNT_TIER = "XS"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The counts of one bucket: burst per second, steady per minute, optional daily cap."""
+
+    burst: int
+    steady: int
+    daily: int | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The limiter's answer: `headers` go on the response as they are."""
+
+    allowed: bool
+    retry_after: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Window:
+    index: int = -1
+    count: int = 0
+
+    def used(self, index: int) -> int:
+        return self.count if self.index == index else 0
+
+    def add(self, index: int) -> None:
+        if self.index != index:
+            self.index, self.count = index, 0
+        self.count += 1
+
+
+@dataclass
+class _Bucket:
+    burst: _Window = field(default_factory=_Window)
+    steady: _Window = field(default_factory=_Window)
+    daily: _Window = field(default_factory=_Window)
+
+
+def parse_mode(mode: str | float) -> float | None:
+    """Returns the time-scale factor of a mode: None for "off", 1.0 for "real"."""
+    if isinstance(mode, str):
+        text = mode.strip().lower()
+        if text == "off":
+            return None
+        if text == "real":
+            return 1.0
+        try:
+            scale = float(text)
+        except ValueError:
+            raise ValueError(
+                f"rate limit mode must be 'off', 'real' or a number: {mode!r}"
+            ) from None
+    else:
+        scale = float(mode)
+    if not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"rate limit scale must be a positive number: {mode!r}")
+    return scale
+
+
+def limits_for(operation: str, revision: str, query: Mapping[str, str]) -> list[tuple[str, Limit]]:
+    """The buckets a request counts against, as (bucket name, limit), strictest last."""
+    bucket = _operation_limit(operation, revision[:10])
+    if bucket[0] == "get_segment" and "profile_count" in _split(
+        query.get("additional-fields[segment]", "")
+    ):
+        return [bucket, (PROFILE_COUNT_BUCKET, Limit(*TIERS[PROFILE_COUNT_TIER]))]
+    return [bucket]
+
+
+@functools.lru_cache(maxsize=256)
+def _operation_limit(operation: str, revision: str) -> tuple[str, Limit]:
+    operation = OPERATION_ALIASES.get(operation, operation)
+    tier = OPERATION_TIERS.get(operation, DEFAULT_TIER)
+    burst, steady = TIERS[tier]
+    if tier == "L" and revision >= L_STEADY_750_SINCE:
+        steady = 750
+    return operation, Limit(burst, steady, DAILY_LIMITS.get(operation))
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",")]
+
+
+class RateLimiter:
+    """Thread-safe fixed-window limiter keyed by (account, bucket).
+
+    Windows are aligned on multiples of their length on the limiter's clock, measured in
+    scaled seconds (clock seconds times the scale), so a steady window always ends exactly on
+    a burst window boundary.
+    """
+
+    def __init__(self, mode: str | float = "off", clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._scale = parse_mode(mode)
+
+    @property
+    def scale(self) -> float | None:
+        """The time-scale factor, None when limits are off."""
+        return self._scale
+
+    def set_mode(self, mode: str | float) -> None:
+        """Switches mode and forgets every count (windows of another scale do not compare)."""
+        scale = parse_mode(mode)
+        with self._lock:
+            self._scale = scale
+            self._buckets.clear()
+
+    def check(
+        self, account: str, operation: str, revision: str, query: Mapping[str, str]
+    ) -> Decision:
+        """Counts the request if every bucket has room, else says how long to wait."""
+        buckets = limits_for(operation, revision, query)
+        scale = self._scale
+        if scale is None:
+            return _off_decision(buckets)
+        with self._lock:
+            scaled_now = self._clock() * scale
+            second = math.floor(scaled_now)
+            states = [self._bucket(account, name) for name, _ in buckets]
+            wait = 0.0
+            for (_, limit), state in zip(buckets, states, strict=True):
+                wait = max(wait, _wait(limit, state, second, scaled_now))
+            if wait > 0:
+                retry_after = max(1, math.ceil(wait / scale))
+                return Decision(False, retry_after, {"Retry-After": str(retry_after)})
+            for state in states:
+                state.burst.add(second)
+                state.steady.add(second // STEADY_WINDOW)
+                state.daily.add(second // DAILY_WINDOW)
+            headers = _headers(buckets, states, second, scaled_now, scale)
+        return Decision(True, 0, headers)
+
+    def _bucket(self, account: str, name: str) -> _Bucket:
+        key = (account, name)
+        state = self._buckets.get(key)
+        if state is None:
+            state = self._buckets[key] = _Bucket()
+        return state
+
+
+def _wait(limit: Limit, state: _Bucket, second: int, scaled_now: float) -> float:
+    """Scaled seconds until the bucket has room again; 0 when it has room now.
+
+    A full window's end lies strictly after `scaled_now` (windows are floor-aligned), so any
+    positive wait is a real wait.
+    """
+    wait = 0.0
+    if state.burst.used(second) >= limit.burst:
+        wait = max(wait, second + 1 - scaled_now)
+    if state.steady.used(second // STEADY_WINDOW) >= limit.steady:
+        wait = max(wait, (second // STEADY_WINDOW + 1) * STEADY_WINDOW - scaled_now)
+    if limit.daily is not None and state.daily.used(second // DAILY_WINDOW) >= limit.daily:
+        wait = max(wait, (second // DAILY_WINDOW + 1) * DAILY_WINDOW - scaled_now)
+    return wait
+
+
+def _headers(
+    buckets: list[tuple[str, Limit]],
+    states: list[_Bucket],
+    second: int,
+    scaled_now: float,
+    scale: float,
+) -> dict[str, str]:
+    """RateLimit-* of the steady window of the bucket with the least room left."""
+    remaining_by_bucket = [
+        (limit.steady - state.steady.used(second // STEADY_WINDOW), limit)
+        for (_, limit), state in zip(buckets, states, strict=True)
+    ]
+    remaining, limit = min(remaining_by_bucket, key=lambda pair: pair[0])
+    reset = max(1, math.ceil(((second // STEADY_WINDOW + 1) * STEADY_WINDOW - scaled_now) / scale))
+    return {
+        "RateLimit-Limit": str(limit.steady),
+        "RateLimit-Remaining": str(max(0, remaining)),
+        "RateLimit-Reset": str(reset),
+    }
+
+
+def _off_decision(buckets: list[tuple[str, Limit]]) -> Decision:
+    """Allowed, with the tier's numbers; a fresh headers dict, since callers may add to it."""
+    limit = min((limit for _, limit in buckets), key=lambda item: item.steady)
+    headers = {
+        "RateLimit-Limit": str(limit.steady),
+        "RateLimit-Remaining": str(limit.steady - 1),
+        "RateLimit-Reset": str(STEADY_WINDOW),
+    }
+    return Decision(True, 0, headers)

@@ -1,0 +1,222 @@
+"""JSON:API resource objects for segments, tags and profiles (API-NOTES §3, §4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from . import settings as s
+from .model import Segment, Tag
+from .timefmt import render_epoch
+
+
+@dataclass(frozen=True)
+class Context:
+    """What shapes a response besides the data: link prefix, path form and revision."""
+
+    base: str  # scheme and host the client used, e.g. "http://127.0.0.1:8080"
+    slash: bool  # the request path ended in "/", so generated links do too
+    revision: str  # date part of the revision header
+
+    def link(self, path: str) -> str:
+        return f"{self.base}{path}/" if self.slash else f"{self.base}{path}"
+
+    @property
+    def flows(self) -> bool:
+        return self.revision >= s.REVISION_FLOW_TRIGGERS
+
+    @property
+    def newer(self) -> bool:
+        return self.revision >= s.REVISION_2026_ATTRIBUTES
+
+
+def relationship_links(ctx: Context, path: str, name: str) -> dict[str, str]:
+    return {
+        "self": ctx.link(f"{path}/relationships/{name}"),
+        "related": ctx.link(f"{path}/{name}"),
+    }
+
+
+def segment_attributes(
+    segment: Segment, fields: tuple[str, ...] | None, profile_count: int | None
+) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "name": segment.name,
+        "definition": segment.definition,
+        "created": render_epoch(segment.created),
+        "updated": render_epoch(segment.updated),
+        "is_active": segment.is_active,
+        "is_processing": segment.is_processing,
+        "is_starred": segment.is_starred,
+    }
+    if profile_count is not None:
+        attributes["profile_count"] = profile_count
+    if fields is None:
+        return attributes
+    chosen: dict[str, Any] = {}
+    for name in fields:
+        if name == "definition.condition_groups":
+            definition = segment.definition or {}
+            chosen["definition"] = {"condition_groups": definition.get("condition_groups", [])}
+        elif name in attributes:
+            chosen[name] = attributes[name]
+    return chosen
+
+
+def segment_resource(
+    ctx: Context,
+    segment: Segment,
+    fields: tuple[str, ...] | None = None,
+    include: tuple[str, ...] = (),
+    profile_count: int | None = None,
+) -> dict[str, Any]:
+    path = f"/api/segments/{segment.id}"
+    tags: dict[str, Any] = {"links": relationship_links(ctx, path, "tags")}
+    if "tags" in include:
+        tags = {"data": [{"type": "tag", "id": t} for t in segment.tag_ids], **tags}
+    relationships: dict[str, Any] = {
+        "profiles": {"links": relationship_links(ctx, path, "profiles")},
+        "tags": tags,
+    }
+    if ctx.flows:
+        flows: dict[str, Any] = {"links": relationship_links(ctx, path, "flow-triggers")}
+        if "flow-triggers" in include:
+            flows = {"data": [], **flows}
+        relationships["flow-triggers"] = flows
+    return {
+        "type": "segment",
+        "id": segment.id,
+        "attributes": segment_attributes(segment, fields, profile_count),
+        "relationships": relationships,
+        "links": {"self": ctx.link(path)},
+    }
+
+
+def tag_resource(ctx: Context, tag: Tag, fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+    path = f"/api/tags/{tag.id}"
+    attributes = {"name": tag.name}
+    if fields is not None:
+        attributes = {k: v for k, v in attributes.items() if k in fields}
+    relationships = {
+        name: {"links": relationship_links(ctx, path, name)}
+        for name in ("tag-group", "lists", "segments", "campaigns", "flows")
+    }
+    return {
+        "type": "tag",
+        "id": tag.id,
+        "attributes": attributes,
+        "relationships": relationships,
+        "links": {"self": ctx.link(path)},
+    }
+
+
+def select_profile_attributes(
+    document: dict[str, Any], fields: tuple[str, ...] | None
+) -> dict[str, Any]:
+    """Apply a sparse fieldset (dotted names select inside objects) to default attributes."""
+    if fields is None:
+        return document
+    chosen: dict[str, Any] = {}
+    for name in fields:
+        head, _, rest = name.partition(".")
+        if head not in document:
+            continue
+        if not rest:
+            chosen[head] = document[head]
+            continue
+        _select_path(document[head], rest.split("."), chosen.setdefault(head, {}))
+    return chosen
+
+
+def _select_path(source: Any, parts: list[str], target: dict[str, Any]) -> None:
+    if not isinstance(source, dict) or parts[0] not in source:
+        return
+    value = source[parts[0]]
+    if len(parts) == 1:
+        target[parts[0]] = value
+    elif isinstance(value, dict):
+        _select_path(value, parts[1:], target.setdefault(parts[0], {}))
+    else:
+        target[parts[0]] = None
+
+
+class ProfileFragments:
+    """Rendered profile resources by (membership key, response shape).
+
+    The key holds joined_group_at, so a re-join renders afresh; profiles changed through the
+    emulator are never cached. Two generations approximate LRU at the cost of a dict lookup:
+    when the young one fills up it becomes the old one, and hits in the old one are promoted.
+    """
+
+    GENERATION_SIZE = 100_000
+
+    def __init__(self) -> None:
+        self._young: dict[tuple[int, Any], bytes] = {}
+        self._old: dict[tuple[int, Any], bytes] = {}
+
+    def clear(self) -> None:
+        self._young, self._old = {}, {}
+
+    def get(self, key: int, shape: Any) -> bytes | None:
+        entry = (key, shape)
+        fragment = self._young.get(entry)
+        if fragment is None:
+            fragment = self._old.get(entry)
+            if fragment is not None:
+                self._store(entry, fragment)
+        return fragment
+
+    def put(self, key: int, shape: Any, fragment: bytes) -> None:
+        self._store((key, shape), fragment)
+
+    def _store(self, entry: tuple[int, Any], fragment: bytes) -> None:
+        if len(self._young) >= self.GENERATION_SIZE:
+            self._old, self._young = self._young, {}
+        self._young[entry] = fragment
+
+
+_PID = "\x00"
+_RELATIONSHIP_TEMPLATES: dict[Context, list[bytes]] = {}
+
+
+def _relationships_template(ctx: Context) -> list[bytes]:
+    """The JSON after a profile's attributes, split where the profile id goes."""
+    template = _RELATIONSHIP_TEMPLATES.get(ctx)
+    if template is None:
+        path = f"/api/profiles/{_PID}"
+        relationships = {
+            "lists": {"links": relationship_links(ctx, path, "lists")},
+            "segments": {"links": relationship_links(ctx, path, "segments")},
+        }
+        if ctx.newer:
+            relationships["push-tokens"] = {"links": relationship_links(ctx, path, "push-tokens")}
+        rest = orjson.dumps({"relationships": relationships, "links": {"self": ctx.link(path)}})
+        template = (b"}," + rest[1:]).split(b"\\u0000")
+        if len(_RELATIONSHIP_TEMPLATES) > 64:
+            _RELATIONSHIP_TEMPLATES.clear()
+        _RELATIONSHIP_TEMPLATES[ctx] = template
+    return template
+
+
+def profile_fragment(
+    ctx: Context, profile_id: str, attributes: dict[str, Any], with_joined: bool
+) -> tuple[bytes, bytes]:
+    """The resource as (head, tail): head + b'"<joined_group_at>"' + tail is the full JSON.
+
+    Without `with_joined` the head is the whole resource and the tail is empty.
+    """
+    encoded_id = profile_id.encode()
+    tail = encoded_id.join(_relationships_template(ctx))
+    head = b'{"type":"profile","id":"' + encoded_id + b'","attributes":'
+    encoded = orjson.dumps(attributes)
+    if not with_joined:
+        return head + encoded + tail[1:], b""
+    if encoded == b"{}":
+        return head + b'{"joined_group_at":', tail
+    return head + encoded[:-1] + b',"joined_group_at":', tail
+
+
+def joined_bytes(epoch: int) -> bytes:
+    return b'"' + render_epoch(epoch).encode() + b'"'
