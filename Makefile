@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+PY_DIRS := sources pipelines klaviyo_emulator bench tests
 
 .PHONY: setup demo test lint typecheck bench clean
 
@@ -20,8 +21,8 @@ demo: setup
 	$(BIN)/klaviyo-segments demo
 
 lint: setup
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/ruff format --check $(PY_DIRS)
 
 typecheck: setup
 	$(BIN)/mypy

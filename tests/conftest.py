@@ -46,7 +46,9 @@ def _postgres_answers() -> bool:
     try:
         import psycopg2
 
-        psycopg2.connect(POSTGRES_URL.replace("postgres:unused@", "postgres@"), connect_timeout=3).close()
+        psycopg2.connect(
+            POSTGRES_URL.replace("postgres:unused@", "postgres@"), connect_timeout=3
+        ).close()
     except Exception:
         return False
     return True

@@ -1,0 +1,145 @@
+"""The ``klaviyo-segments`` command: ``run`` loads Klaviyo segments, ``demo`` shows it offline."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from sources.klaviyo import ExtractionStats
+
+from .errors import describe_failure
+from .klaviyo_segments_pipeline import (
+    DATASET_NAME,
+    DUCKDB_FILE,
+    PIPELINE_NAME,
+    TABLES,
+    RunReport,
+    load_segments,
+    make_pipeline,
+)
+from .progress import ProgressPrinter, print_summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's arguments; the API key is deliberately not one of them."""
+    parser = argparse.ArgumentParser(
+        prog="klaviyo-segments",
+        description="Load Klaviyo segments, segment memberships and segment tags with dlt. "
+        "The API key comes from SOURCES__KLAVIYO__API_KEY or .dlt/secrets.toml, never the command line.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="extract from Klaviyo and load the dataset")
+    add_run_arguments(run)
+    demo = commands.add_parser(
+        "demo", help="run against the bundled emulator into a local DuckDB file"
+    )
+    demo.add_argument(
+        "--dir", default=".demo", help="folder for the demo database (default: .demo)"
+    )
+    demo.add_argument("--verbose", action="store_true", help="show tracebacks and dlt logs")
+    return parser
+
+
+def add_run_arguments(run: argparse.ArgumentParser) -> None:
+    """Options of ``klaviyo-segments run``; unset ones fall back to dlt config."""
+    run.add_argument(
+        "--destination", default="duckdb", help="any dlt destination name (default: duckdb)"
+    )
+    run.add_argument(
+        "--duckdb-file", default=DUCKDB_FILE, help=f"DuckDB file (default: {DUCKDB_FILE})"
+    )
+    run.add_argument(
+        "--dataset", default=DATASET_NAME, help=f"dataset name (default: {DATASET_NAME})"
+    )
+    run.add_argument(
+        "--pipeline-name", default=PIPELINE_NAME, help="pipeline name; keeps the cursors"
+    )
+    run.add_argument(
+        "--pipelines-dir", default=None, help="dlt working folder (default: ~/.dlt/pipelines)"
+    )
+    run.add_argument(
+        "--segment-id",
+        dest="segment_ids",
+        action="append",
+        help="load only this segment (repeat for several; default: all segments)",
+    )
+    run.add_argument("--resources", help=f"comma-separated subset of: {', '.join(TABLES)}")
+    run.add_argument("--base-url", help="API base URL (default: https://a.klaviyo.com)")
+    run.add_argument("--revision", help="Klaviyo API revision (default: 2026-07-15)")
+    run.add_argument(
+        "--start-date", help="ISO datetime: earliest joined_group_at of a first backfill"
+    )
+    run.add_argument("--workers", type=int, help="segments walked at once (default: 4)")
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="drop the tables and cursors, then load all again",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
+    run.add_argument("--verbose", action="store_true", help="show tracebacks and dlt logs")
+
+
+def source_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Only the options the user gave: the rest resolve from dlt config and the source's defaults."""
+    given = {
+        "base_url": args.base_url,
+        "revision": args.revision,
+        "segment_ids": args.segment_ids,
+        "start_date": args.start_date,
+        "max_workers": args.workers,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def command_run(args: argparse.Namespace) -> int:
+    """Run one load and print progress and a summary."""
+    pipeline = make_pipeline(
+        destination=args.destination,
+        dataset_name=args.dataset,
+        pipeline_name=args.pipeline_name,
+        duckdb_file=args.duckdb_file,
+        pipelines_dir=args.pipelines_dir,
+    )
+    resources = [name.strip() for name in args.resources.split(",")] if args.resources else None
+    stats = ExtractionStats()
+    with ProgressPrinter(stats, enabled=not args.quiet):
+        report: RunReport = load_segments(
+            pipeline,
+            resources=resources,
+            full_refresh=args.full_refresh,
+            stats=stats,
+            **source_options(args),
+        )
+    print_summary(report)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    if not args.verbose:
+        logging.getLogger("dlt").setLevel(logging.ERROR)
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(args.dir)
+        return command_run(args)
+    except KeyboardInterrupt:
+        print(
+            "klaviyo-segments: interrupted; the next run resumes from the last loaded cursor",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as error:
+        if args.verbose:
+            raise
+        print(f"klaviyo-segments: error: {describe_failure(error)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

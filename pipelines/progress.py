@@ -1,0 +1,88 @@
+"""Progress lines while a run goes on, and the summary after it."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from types import TracebackType
+from typing import TextIO
+
+from sources.klaviyo import ExtractionStats
+
+from .klaviyo_segments_pipeline import RunReport
+
+PROGRESS_INTERVAL_SECONDS = 2.0
+
+
+def progress_line(stats: ExtractionStats, elapsed: float) -> str:
+    """One line of counters: segments, pages, rows, requests and rate-limit waits."""
+    rows = sum(stats.rows.values())
+    return (
+        f"[{elapsed:6.1f}s] segments {stats.segments_done}/{stats.segments_total} · "
+        f"pages {stats.pages:,} · rows {rows:,} · requests {stats.requests:,} · "
+        f"429s {stats.throttled} (waited {stats.wait_seconds:.1f}s)"
+    )
+
+
+class ProgressPrinter:
+    """Prints a progress line every few seconds from a background thread while a run goes on."""
+
+    def __init__(
+        self,
+        stats: ExtractionStats,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        interval: float = PROGRESS_INTERVAL_SECONDS,
+    ) -> None:
+        self.stats = stats
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="klaviyo-progress", daemon=True)
+        self._started = time.monotonic()
+
+    def __enter__(self) -> ProgressPrinter:
+        self._started = time.monotonic()
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            print(
+                progress_line(self.stats, time.monotonic() - self._started),
+                file=self.stream,
+                flush=True,
+            )
+
+
+def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
+    """Rows loaded per table, new memberships, requests and elapsed time."""
+    out = stream or sys.stdout
+    stats = report.stats
+    print(
+        f"Loaded into {report.destination} dataset '{report.dataset_name}' "
+        f"in {report.elapsed_seconds:.1f}s",
+        file=out,
+    )
+    for table, count in report.rows.items():
+        print(f"  {table:<22} {count:>10,} rows", file=out)
+    if stats is not None:
+        print(
+            f"  segments walked {stats.segments_done}/{stats.segments_total}, "
+            f"new or re-joined memberships {stats.new_memberships:,}, "
+            f"requests {stats.requests:,}, 429s {stats.throttled}, retries {stats.retries}",
+            file=out,
+        )

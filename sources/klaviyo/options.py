@@ -1,0 +1,180 @@
+"""Validation of the source's arguments into one immutable set of options."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from . import settings
+from .exceptions import KlaviyoConfigError
+from .filters import parse_datetime, utc_now
+
+_PROFILE_FIELD_ROOTS = frozenset(
+    {
+        *settings.PROFILE_STRING_ATTRIBUTES,
+        *settings.PROFILE_DATETIME_ATTRIBUTES,
+        "location",
+        *settings.PROFILE_JSON_ATTRIBUTES,
+        *settings.ADDITIONAL_PROFILE_FIELDS,
+        settings.JOINED_GROUP_AT,
+    }
+)
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Validated arguments of `klaviyo_source`; see its docstring for their meaning."""
+
+    api_key: str
+    base_url: str
+    revision: str
+    segment_ids: tuple[str, ...] | None
+    start_date: datetime | None
+    profile_fields: tuple[str, ...] | None
+    additional_fields: tuple[str, ...]
+    max_workers: int
+    request_timeout: float
+    max_retries: int
+
+    def __repr__(self) -> str:
+        # Keeps the key out of any log or traceback that prints the options.
+        return f"SourceOptions(base_url={self.base_url!r}, revision={self.revision!r}, ...)"
+
+
+def validate_options(
+    api_key: Any,
+    base_url: Any,
+    revision: Any,
+    segment_ids: Any,
+    start_date: Any,
+    profile_fields: Any,
+    additional_fields: Any,
+    max_workers: Any,
+    request_timeout: Any,
+    max_retries: Any,
+) -> SourceOptions:
+    """Checks every argument and normalises it.
+
+    Raises:
+        KlaviyoConfigError: An argument is missing, malformed or out of range.
+    """
+    return SourceOptions(
+        api_key=_api_key(api_key),
+        base_url=_base_url(base_url),
+        revision=validate_revision(revision),
+        segment_ids=_string_list("segment_ids", segment_ids),
+        start_date=_start_date(start_date),
+        profile_fields=_profile_fields(profile_fields),
+        additional_fields=_additional_fields(additional_fields),
+        max_workers=_at_least("max_workers", max_workers, 1),
+        request_timeout=_positive_float("request_timeout", request_timeout),
+        max_retries=_at_least("max_retries", max_retries, 0),
+    )
+
+
+def validate_revision(revision: Any) -> str:
+    """Accepts `YYYY-MM-DD` or `YYYY-MM-DD.pre` naming a real date."""
+    text = str(revision or "").strip()
+    match = re.match(settings.REVISION_PATTERN, text)
+    valid_date = False
+    if match:
+        try:
+            date.fromisoformat(match.group(1))
+            valid_date = True
+        except ValueError:
+            pass
+    if not valid_date:
+        raise KlaviyoConfigError(
+            f"revision {text!r} is not of the form YYYY-MM-DD or YYYY-MM-DD.pre, "
+            f"e.g. {settings.DEFAULT_REVISION}"
+        )
+    return text
+
+
+def _api_key(value: Any) -> str:
+    key = str(value or "").strip()
+    if not key:
+        raise KlaviyoConfigError(
+            "the Klaviyo API key is empty; set [sources.klaviyo] api_key or SOURCES__KLAVIYO__API_KEY"
+        )
+    return key
+
+
+def _base_url(value: Any) -> str:
+    url = str(value or settings.DEFAULT_BASE_URL).strip().rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise KlaviyoConfigError(
+            f"base_url {url!r} is not an http(s) URL like {settings.DEFAULT_BASE_URL}"
+        )
+    return url
+
+
+def _string_list(name: str, value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise KlaviyoConfigError(f"{name} must be a list of strings, got {type(value).__name__}")
+    cleaned = tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
+    # An empty list means nothing was asked for, not "no segments at all".
+    return cleaned or None
+
+
+def _start_date(value: Any) -> datetime | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    parsed = parse_datetime(value)
+    if parsed is None:
+        raise KlaviyoConfigError(
+            f"start_date {value!r} is not an ISO date or datetime, e.g. 2024-01-31T00:00:00Z"
+        )
+    if parsed > utc_now():
+        raise KlaviyoConfigError(f"start_date {parsed.isoformat()} is in the future")
+    return parsed
+
+
+def _profile_fields(value: Any) -> tuple[str, ...] | None:
+    fields = _string_list("profile_fields", value)
+    if fields is None:
+        return None
+    unknown = [f for f in fields if f.split(".")[0] not in _PROFILE_FIELD_ROOTS]
+    if unknown:
+        raise KlaviyoConfigError(
+            f"unknown profile field(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(_PROFILE_FIELD_ROOTS))} (and dotted sub-fields)"
+        )
+    return fields
+
+
+def _additional_fields(value: Any) -> tuple[str, ...]:
+    fields = _string_list("additional_fields", value) or ()
+    unknown = [f for f in fields if f not in settings.ADDITIONAL_PROFILE_FIELDS]
+    if unknown:
+        raise KlaviyoConfigError(
+            f"unknown additional field(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(settings.ADDITIONAL_PROFILE_FIELDS)}"
+        )
+    return fields
+
+
+def _at_least(name: str, value: Any, minimum: int) -> int:
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        number = int(value)
+    if number is None or number < minimum:
+        raise KlaviyoConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return number
+
+
+def _positive_float(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = 0.0
+    if not number > 0:
+        raise KlaviyoConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
+    return number

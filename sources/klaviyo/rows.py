@@ -1,0 +1,283 @@
+"""Shapes JSON:API resources into table rows: dicts for the small tables, arrow for the big ones."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pyarrow as pa
+from dlt.common.schema.typing import TTableSchemaColumns
+
+from . import settings
+from .filters import parse_datetime
+
+Resource = dict[str, Any]
+UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def segment_row(segment: Resource) -> dict[str, Any]:
+    """A `segments` row from a segment resource; `deleted_at` is null for a listed segment."""
+    attributes = segment.get("attributes") or {}
+    return {
+        "id": segment["id"],
+        "name": attributes.get("name"),
+        "definition": attributes.get("definition"),
+        "created": parse_datetime(attributes.get("created")),
+        "updated": parse_datetime(attributes.get("updated")),
+        "is_active": attributes.get("is_active"),
+        "is_processing": attributes.get("is_processing"),
+        "is_starred": attributes.get("is_starred"),
+        "deleted_at": None,
+    }
+
+
+SEGMENT_COLUMNS: TTableSchemaColumns = {
+    "id": {"data_type": "text", "nullable": False},
+    "name": {"data_type": "text"},
+    "definition": {"data_type": "json"},
+    "created": {"data_type": "timestamp", "timezone": True},
+    "updated": {"data_type": "timestamp", "timezone": True},
+    "is_active": {"data_type": "bool"},
+    "is_processing": {"data_type": "bool"},
+    "is_starred": {"data_type": "bool"},
+    "deleted_at": {"data_type": "timestamp", "timezone": True},
+}
+
+
+def segment_tag_ids(segment: Resource) -> list[str] | None:
+    """Ids of the tags linked to a segment, from `relationships.tags.data` (with include=tags).
+
+    Returns None when the answer carries no linkage at all, which is not the same as no tags.
+    """
+    relationship = (segment.get("relationships") or {}).get("tags") or {}
+    if not isinstance(relationship.get("data"), list):
+        return None
+    return [link["id"] for link in relationship["data"] if link.get("id")]
+
+
+def tag_row(tag: Resource) -> dict[str, Any]:
+    """A `tags` row from an included tag resource."""
+    return {"id": tag["id"], "name": (tag.get("attributes") or {}).get("name")}
+
+
+TAG_COLUMNS: TTableSchemaColumns = {
+    "id": {"data_type": "text", "nullable": False},
+    "name": {"data_type": "text"},
+}
+
+SEGMENT_TAG_DELETED = "deleted"
+"""Hard-delete flag of `segment_tags`: true rows remove a link that no longer exists."""
+
+SEGMENT_TAG_COLUMNS: TTableSchemaColumns = {
+    "segment_id": {"data_type": "text", "nullable": False},
+    "tag_id": {"data_type": "text", "nullable": False},
+    SEGMENT_TAG_DELETED: {"data_type": "bool", "hard_delete": True},
+}
+
+
+def segment_tag_row(segment_id: str, tag_id: str, deleted: bool = False) -> dict[str, Any]:
+    """A `segment_tags` row; `deleted=True` makes dlt delete the link from the destination."""
+    return {"segment_id": segment_id, "tag_id": tag_id, SEGMENT_TAG_DELETED: deleted}
+
+
+def segment_tag_changes(
+    known: Mapping[str, Sequence[str]],
+    current: Mapping[str, Sequence[str]],
+    gone: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """Rows that make `segment_tags` equal `current` for its segments and empty for `gone`.
+
+    Args:
+        known: Links emitted by earlier runs, by segment id.
+        current: Links Klaviyo lists now, by segment id.
+        gone: Segments no longer listed, whose known links must all go.
+    """
+    rows = [segment_tag_row(s, t) for s, tag_ids in current.items() for t in tag_ids]
+    for segment_id in [*current, *gone]:
+        still = set(current.get(segment_id, ()))
+        rows += [
+            segment_tag_row(segment_id, tag_id, deleted=True)
+            for tag_id in known.get(segment_id, ())
+            if tag_id not in still
+        ]
+    return rows
+
+
+@dataclass(frozen=True)
+class ProfileLayout:
+    """The columns of `profiles` for the requested profile fields.
+
+    Attributes:
+        strings: Text attributes, e.g. `email`.
+        datetimes: Datetime attributes, e.g. `created`.
+        location: Location fields, flattened to `location_<field>`.
+        json: Attributes kept whole as one JSON column (`properties`, `subscriptions`, ...).
+    """
+
+    strings: tuple[str, ...]
+    datetimes: tuple[str, ...]
+    location: tuple[str, ...]
+    json: tuple[str, ...]
+
+    def arrow_schema(self) -> pa.Schema:
+        """The arrow schema of a `profiles` table; coordinates are doubles."""
+        fields = [pa.field("id", pa.string(), nullable=False)]
+        fields += [pa.field(name, pa.string()) for name in self.strings]
+        fields += [pa.field(name, UTC_TIMESTAMP) for name in self.datetimes]
+        for name in self.location:
+            is_coordinate = name in settings.LOCATION_COORDINATE_FIELDS
+            fields.append(
+                pa.field(f"location_{name}", pa.float64() if is_coordinate else pa.string())
+            )
+        fields += [pa.field(name, pa.string()) for name in self.json]
+        return pa.schema(fields)
+
+    def column_hints(self) -> TTableSchemaColumns:
+        """dlt hints: JSON columns are JSON (not text), so they stay queryable as JSON."""
+        hints: TTableSchemaColumns = {"id": {"data_type": "text", "nullable": False}}
+        for name in self.json:
+            hints[name] = {"data_type": "json"}
+        return hints
+
+
+def profile_layout(
+    profile_fields: Sequence[str] | None, additional_fields: Sequence[str]
+) -> ProfileLayout:
+    """Works out the `profiles` columns from `fields[profile]` and `additional-fields[profile]`.
+
+    Args:
+        profile_fields: Requested profile fields (dotted sub-fields allowed); None means the
+            default attribute set.
+        additional_fields: Requested additional fields (`subscriptions`, `predictive_analytics`).
+    """
+    if profile_fields is None:
+        requested: dict[str, list[str] | None] = {
+            name: None
+            for name in (
+                *settings.PROFILE_STRING_ATTRIBUTES,
+                *settings.PROFILE_DATETIME_ATTRIBUTES,
+                "location",
+                *settings.PROFILE_JSON_ATTRIBUTES,
+            )
+        }
+    else:
+        requested = {}
+        for field in profile_fields:
+            top, _, sub = field.partition(".")
+            if top == "location" and sub:
+                subs = requested.setdefault(top, [])
+                if subs is not None:
+                    subs.append(sub.split(".")[0])
+            else:
+                requested[top] = None
+    for name in additional_fields:
+        requested[name] = None
+    return _layout_from(requested)
+
+
+def _layout_from(requested: dict[str, list[str] | None]) -> ProfileLayout:
+    location: tuple[str, ...] = ()
+    if "location" in requested:
+        subs = requested["location"]
+        location = tuple(f for f in settings.LOCATION_FIELDS if subs is None or f in subs)
+    json_names = (*settings.PROFILE_JSON_ATTRIBUTES, *settings.ADDITIONAL_PROFILE_FIELDS)
+    return ProfileLayout(
+        strings=tuple(n for n in settings.PROFILE_STRING_ATTRIBUTES if n in requested),
+        datetimes=tuple(n for n in settings.PROFILE_DATETIME_ATTRIBUTES if n in requested),
+        location=location,
+        json=tuple(n for n in json_names if n in requested),
+    )
+
+
+def profiles_table(profiles: Iterable[Resource], layout: ProfileLayout) -> pa.Table:
+    """Builds one `profiles` arrow table column by column, one row per profile id.
+
+    A profile seen in several segments of the batch is kept once (its last copy).
+    """
+    unique: dict[str, Resource] = {}
+    for profile in profiles:
+        unique[profile["id"]] = profile
+    rows = list(unique.values())
+    attributes = [row.get("attributes") or {} for row in rows]
+    locations = [a.get("location") or {} for a in attributes]
+    columns: list[list[Any]] = [[row["id"] for row in rows]]
+    columns += [[_text(a.get(name)) for a in attributes] for name in layout.strings]
+    columns += [[parse_datetime(a.get(name)) for a in attributes] for name in layout.datetimes]
+    for name in layout.location:
+        if name in settings.LOCATION_COORDINATE_FIELDS:
+            columns.append([_coordinate(loc.get(name)) for loc in locations])
+        else:
+            columns.append([_text(loc.get(name)) for loc in locations])
+    columns += [[_json(a.get(name)) for a in attributes] for name in layout.json]
+    schema = layout.arrow_schema()
+    arrays = [
+        pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+MEMBERSHIP_SCHEMA = pa.schema(
+    [
+        pa.field("segment_id", pa.string(), nullable=False),
+        pa.field("profile_id", pa.string(), nullable=False),
+        pa.field(settings.JOINED_GROUP_AT, UTC_TIMESTAMP),
+    ]
+)
+
+MEMBERSHIP_COLUMNS: TTableSchemaColumns = {
+    "segment_id": {"data_type": "text", "nullable": False},
+    "profile_id": {"data_type": "text", "nullable": False},
+    settings.JOINED_GROUP_AT: {"data_type": "timestamp", "timezone": True},
+}
+
+
+def memberships_table(members: Iterable[tuple[str, Resource]]) -> pa.Table:
+    """Builds one `segment_memberships` arrow table from (segment id, profile resource) pairs."""
+    segment_ids: list[str] = []
+    profile_ids: list[str] = []
+    joined: list[Any] = []
+    for segment_id, profile in members:
+        segment_ids.append(segment_id)
+        profile_ids.append(profile["id"])
+        joined.append(joined_group_at(profile))
+    return pa.Table.from_arrays(
+        [
+            pa.array(segment_ids, type=pa.string()),
+            pa.array(profile_ids, type=pa.string()),
+            pa.array(joined, type=UTC_TIMESTAMP),
+        ],
+        schema=MEMBERSHIP_SCHEMA,
+    )
+
+
+def joined_group_at(profile: Resource) -> Any:
+    """The profile's most recent join of the segment, tz-aware UTC (None if absent)."""
+    return parse_datetime((profile.get("attributes") or {}).get(settings.JOINED_GROUP_AT))
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def _coordinate(value: Any) -> float | None:
+    # Klaviyo documents latitude/longitude as string or number; anything unparseable is null.
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _json(value: Any) -> str | None:
+    if value is None:
+        return None
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()

@@ -1,0 +1,96 @@
+"""Constants of the Klaviyo segments source: endpoints, page sizes, rate tiers, defaults."""
+
+from __future__ import annotations
+
+DEFAULT_BASE_URL = "https://a.klaviyo.com"
+DEFAULT_REVISION = "2026-07-15"
+"""The newest revision with a published spec; 2024-06-15 keeps working too."""
+
+REVISION_PATTERN = r"^(\d{4}-\d{2}-\d{2})(\.pre)?$"
+
+# Revisions at which something the source depends on changed (API-NOTES §1).
+PATHS_WITHOUT_TRAILING_SLASH_FROM = "2024-10-15"
+SEGMENTS_PAGE_SIZE_PARAM_FROM = "2026-04-15"
+STEADY_750_FROM = "2026-01-15"
+
+# Paths in the 2024-06-15 form; the trailing slash is dropped for later revisions.
+SEGMENTS_PATH = "/api/segments/"
+SEGMENT_PROFILES_PATH = "/api/segments/{segment_id}/profiles/"
+
+SEGMENTS_PAGE_SIZE = 10
+"""get_segments serves at most 10 segments per page in every revision."""
+SEGMENT_PROFILES_PAGE_SIZE = 100
+"""Maximum of get_segment_profiles; read at call time so tests can page in small steps."""
+
+# Burst (per second) and steady (per minute) limits per operation (API-NOTES §10).
+RATE_LIMITS: dict[str, tuple[int, int]] = {
+    "get_segments": (75, 700),
+    "get_segment": (75, 700),
+    "get_segment_profiles": (75, 700),
+    "get_segment_relationships_profiles": (75, 700),
+    "get_segment_tags": (3, 60),
+    "get_segment_relationships_tags": (3, 60),
+}
+L_TIER_STEADY_FROM_2026 = 750
+# Klaviyo counts a request when it arrives, the limiter when it leaves: the windows are a
+# little longer than Klaviyo's so that network jitter cannot squeeze one request too many in.
+BURST_WINDOW_SECONDS = 1.05
+STEADY_WINDOW_SECONDS = 61.0
+
+# The scope a 403 most likely means, when Klaviyo's detail does not name one. A profile
+# walk only starts after the segment list was read, so segments:read is already proven.
+OPERATION_SCOPES: dict[str, str] = {
+    "get_segments": "segments:read",
+    "get_segment": "segments:read",
+    "get_segment_profiles": "profiles:read",
+    "get_segment_relationships_profiles": "profiles:read",
+    "get_segment_tags": "tags:read",
+    "get_segment_relationships_tags": "tags:read",
+}
+
+# HTTP behaviour.
+USER_AGENT = "klaviyo-segments-dlt/0.1"
+ACCEPT = "application/vnd.api+json"
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+RETRY_BACKOFF_BASE = 0.5
+"""Seconds before the first retry; doubles with each attempt, with full jitter."""
+RETRY_BACKOFF_CAP = 30.0
+MALFORMED_BODY_RETRIES = 2
+"""A 200 that is not JSON:API is retried this often only: it usually means a wrong base URL."""
+BODY_EXCERPT_CHARS = 200
+
+# Profile attributes as get_segment_profiles returns them (API-NOTES §4.2).
+PROFILE_STRING_ATTRIBUTES = (
+    "email",
+    "phone_number",
+    "external_id",
+    "first_name",
+    "last_name",
+    "organization",
+    "locale",
+    "title",
+    "image",
+)
+PROFILE_DATETIME_ATTRIBUTES = ("created", "updated", "last_event_date")
+LOCATION_COORDINATE_FIELDS = ("latitude", "longitude")
+LOCATION_FIELDS = (
+    "address1",
+    "address2",
+    "city",
+    "country",
+    "latitude",
+    "longitude",
+    "region",
+    "zip",
+    "timezone",
+    "ip",
+)
+PROFILE_JSON_ATTRIBUTES = ("properties",)
+ADDITIONAL_PROFILE_FIELDS = ("subscriptions", "predictive_analytics")
+JOINED_GROUP_AT = "joined_group_at"
+
+# Extraction shape.
+MEMBERSHIP_BATCH_ROWS = 5000
+"""Rows collected from pages before one arrow table per table is handed to dlt."""
+PAGES_IN_FLIGHT_PER_WORKER = 2
+"""Bound of the page queue per worker: memory stays a few pages, never a whole segment."""

@@ -1,0 +1,76 @@
+"""Thread-safe progress counters that a caller can poll while a run is going."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+
+class ExtractionStats:
+    """Counters of one or more extraction runs, updated from worker threads.
+
+    Read the attributes directly for a live view or call `snapshot()` for a consistent copy.
+
+    Attributes:
+        segments_total: Segments the membership walk has to visit.
+        segments_done: Segments whose walk finished (including skipped ones).
+        pages: Profile pages received from the membership walk.
+        rows: Rows handed to dlt, by table name.
+        requests: HTTP requests sent (retries included).
+        throttled: 429 answers received.
+        wait_seconds: Seconds spent waiting on rate limits, 429s and retry backoff, summed
+            over threads (can exceed wall time).
+        retries: Requests that were repeated after a failure.
+        new_memberships: Memberships newer than the segment's cursor (joins and re-joins).
+        segments_walked: Segment ids in the order their walk finished.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.segments_total = 0
+        self.segments_done = 0
+        self.pages = 0
+        self.rows: dict[str, int] = {}
+        self.requests = 0
+        self.throttled = 0
+        self.wait_seconds = 0.0
+        self.retries = 0
+        self.new_memberships = 0
+        self.segments_walked: list[str] = []
+
+    def add(self, **counts: float) -> None:
+        """Adds to counters by name, e.g. `add(requests=1, retries=1)`."""
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def add_rows(self, table: str, count: int) -> None:
+        """Counts rows handed to dlt for `table`."""
+        with self._lock:
+            # Copy on write: a reader iterating `rows` from another thread never sees it change.
+            self.rows = {**self.rows, table: self.rows.get(table, 0) + count}
+
+    def segment_walked(self, segment_id: str) -> None:
+        """Records that the walk of `segment_id` finished."""
+        with self._lock:
+            self.segments_done += 1
+            self.segments_walked = [*self.segments_walked, segment_id]
+
+    def snapshot(self) -> dict[str, Any]:
+        """Returns a consistent copy of every counter."""
+        with self._lock:
+            return {
+                "segments_total": self.segments_total,
+                "segments_done": self.segments_done,
+                "pages": self.pages,
+                "rows": dict(self.rows),
+                "requests": self.requests,
+                "throttled": self.throttled,
+                "wait_seconds": round(self.wait_seconds, 3),
+                "retries": self.retries,
+                "new_memberships": self.new_memberships,
+                "segments_walked": list(self.segments_walked),
+            }
+
+    def __repr__(self) -> str:
+        return f"ExtractionStats({self.snapshot()})"

@@ -1,0 +1,69 @@
+"""The same runs on Postgres load the same rows as on DuckDB."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pytest
+
+from .conftest import Loader, Truth
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def postgres_loader(
+    emu: Any, pipelines_dir: str, postgres_url: str, dataset_name: str
+) -> Iterator[Loader]:
+    pipeline = dlt.pipeline(
+        pipeline_name="klaviyo_postgres",
+        destination=dlt.destinations.postgres(postgres_url),
+        dataset_name=dataset_name,
+        pipelines_dir=pipelines_dir,
+    )
+    yield Loader(emu, pipeline)
+    with pipeline.sql_client() as client:
+        for schema in (dataset_name, f"{dataset_name}_staging"):
+            client.execute_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _mutate(emu: Any) -> None:
+    first, second = emu.segment_ids()[:2]
+    profile = emu.create_profile(email="pg@example.com", properties={"plan": "pro", "n": [1, 2]})
+    emu.add_member(first, profile)
+    emu.add_member(second, profile, joined_group_at=emu.now() - timedelta(minutes=5))
+    emu.unlink_tag(first, sorted(emu.segment_tags(first))[0])
+    emu.rename_segment(second, "Renamed on both")
+
+
+def test_postgres_matches_duckdb(
+    postgres_loader: Loader, duckdb_loader: Loader, truth: Truth, emu: Any, tmp_path: Path
+) -> None:
+    postgres_loader.run()
+    duckdb_loader.run()
+    assert postgres_loader.snapshot() == duckdb_loader.snapshot()
+
+    _mutate(emu)
+    postgres_loader.run()
+    duckdb_loader.run()
+
+    snapshot = postgres_loader.snapshot()
+    assert snapshot == duckdb_loader.snapshot()
+    assert snapshot["segment_memberships"] == truth.memberships()
+    assert snapshot["segment_tags"] == truth.segment_tags()
+    columns = dict(
+        postgres_loader.rows(
+            "select column_name, data_type from information_schema.columns"
+            f" where table_schema = '{postgres_loader.pipeline.dataset_name}'"
+            " and table_name = 'profiles'"
+        )
+    )
+    assert columns["properties"] == "jsonb"
+    assert columns["created"] == "timestamp with time zone"
+    assert postgres_loader.rows(
+        "select properties->>'plan' from profiles where email = 'pg@example.com'"
+    ) == [("pro",)]

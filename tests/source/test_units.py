@@ -1,0 +1,292 @@
+"""Pure functions of the source: datetimes, filters, the limiter, row shaping, redaction."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from sources.klaviyo.client import api_path
+from sources.klaviyo.exceptions import KlaviyoAuthError, find_klaviyo_error, redact
+from sources.klaviyo.filters import (
+    format_filter_datetime,
+    joined_since_filter,
+    parse_datetime,
+    utc_now,
+)
+from sources.klaviyo.memberships import plan_walks, profile_params
+from sources.klaviyo.ratelimit import EndpointLimiter, Interrupted
+from sources.klaviyo.rows import (
+    memberships_table,
+    profile_layout,
+    profiles_table,
+    segment_tag_changes,
+    segment_tag_ids,
+)
+
+UTC = timezone.utc
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2024-03-26T17:24:42+00:00", datetime(2024, 3, 26, 17, 24, 42, tzinfo=UTC)),
+        ("2024-03-26T17:24:42Z", datetime(2024, 3, 26, 17, 24, 42, tzinfo=UTC)),
+        ("2023-07-24 20:15:57+00:00", datetime(2023, 7, 24, 20, 15, 57, tzinfo=UTC)),
+        ("2023-08-15T12:30:00.71Z", datetime(2023, 8, 15, 12, 30, 0, 710000, tzinfo=UTC)),
+        ("2023-08-15T12:30:00.123456789Z", datetime(2023, 8, 15, 12, 30, 0, 123456, tzinfo=UTC)),
+        ("2023-08-15T14:30:00+02:00", datetime(2023, 8, 15, 12, 30, tzinfo=UTC)),
+        ("2023-08-15T12:30:00", datetime(2023, 8, 15, 12, 30, tzinfo=UTC)),
+        ("2023-02-07", datetime(2023, 2, 7, tzinfo=UTC)),
+        ("not a date", None),
+        ("", None),
+        (None, None),
+        (17, None),
+    ],
+)
+def test_parse_datetime_is_lenient(text: object, expected: datetime | None) -> None:
+    parsed = parse_datetime(text)
+    assert parsed == expected
+    if parsed is not None:
+        assert parsed.utcoffset() == timedelta(0)
+
+
+def test_filter_is_utc_z_whole_seconds_and_clamped() -> None:
+    moment = datetime(2024, 1, 2, 5, 4, 5, 999999, tzinfo=timezone(timedelta(hours=2)))
+    assert format_filter_datetime(moment) == "2024-01-02T03:04:05Z"
+    assert joined_since_filter(moment) == "greater-or-equal(joined_group_at,2024-01-02T03:04:05Z)"
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    future = now + timedelta(days=3)
+    assert joined_since_filter(future, now=now).endswith(",2024-01-01T00:00:00Z)")
+    clamped = parse_datetime(joined_since_filter(utc_now() + timedelta(days=1)).split(",")[1][:-1])
+    assert clamped is not None and clamped <= utc_now()
+
+
+def test_paths_follow_the_revision() -> None:
+    template = "/api/segments/{segment_id}/profiles/"
+    assert api_path(template, "2024-06-15", segment_id="Ab1") == "/api/segments/Ab1/profiles/"
+    assert api_path(template, "2024-10-15", segment_id="Ab1") == "/api/segments/Ab1/profiles"
+    assert api_path(template, "2026-07-15.pre", segment_id="Ab1") == "/api/segments/Ab1/profiles"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_limiter_burst_and_steady_windows() -> None:
+    clock = FakeClock()
+    limiter = EndpointLimiter(burst=3, steady=5, clock=clock)
+
+    assert [limiter.try_acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.try_acquire() == pytest.approx(1.0)
+    clock.now += 1.0
+    assert [limiter.try_acquire() for _ in range(2)] == [0.0, 0.0]
+    # five in the last minute: the steady window is full until the first ages out
+    assert limiter.try_acquire() == pytest.approx(59.0)
+    clock.now += 59.0
+    assert limiter.try_acquire() == 0.0
+
+
+def test_limiter_follows_klaviyo_reports_of_the_steady_window() -> None:
+    clock = FakeClock()
+    limiter = EndpointLimiter(burst=100, steady=2, clock=clock)
+    limiter.try_acquire()
+    limiter.try_acquire()
+    assert limiter.delay() == pytest.approx(60.0)
+
+    # Klaviyo says there is room (its window started later): trust it while it is current
+    limiter.observe(remaining=1, reset=20)
+    assert limiter.try_acquire() == 0.0
+    assert limiter.delay() == pytest.approx(20.0)
+    # another client used the account up: wait for Klaviyo's reset, not our own log
+    limiter.observe(remaining=0, reset=5)
+    assert limiter.delay() == pytest.approx(5.0)
+    clock.now += 5.0
+    # the report expired: back to the local log (three sends in the last minute)
+    assert limiter.delay() == pytest.approx(55.0)
+    limiter.observe(remaining=None, reset=None)
+    assert limiter.delay() == pytest.approx(55.0)
+
+
+def test_limiter_pause_holds_every_thread() -> None:
+    clock = FakeClock()
+    limiter = EndpointLimiter(burst=10, steady=100, clock=clock)
+    limiter.pause(3.0)
+    assert limiter.try_acquire() == pytest.approx(3.0)
+    limiter.pause(1.0)  # a shorter pause does not shorten the longer one
+    assert limiter.delay() == pytest.approx(3.0)
+    clock.now += 3.0
+    assert limiter.try_acquire() == 0.0
+
+
+def test_limiter_wait_is_interruptible() -> None:
+    limiter = EndpointLimiter(burst=1, steady=1)
+    limiter.acquire()
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Interrupted):
+        limiter.acquire(stop)
+
+
+def test_limiter_shared_by_threads_never_exceeds_its_window() -> None:
+    limiter = EndpointLimiter(burst=20, steady=1000, burst_window=0.2)
+    sent: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(10):
+            limiter.acquire()
+            with lock:
+                sent.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    sent.sort()
+    assert len(sent) == 50
+    assert all(
+        later - earlier >= 0.2 - 1e-3 for earlier, later in zip(sent, sent[20:], strict=False)
+    )
+
+
+def _profile(pid: str, **attributes: object) -> dict[str, object]:
+    return {"type": "profile", "id": pid, "attributes": attributes}
+
+
+def test_profiles_table_flattens_location_and_keeps_properties_whole() -> None:
+    layout = profile_layout(None, ())
+    table = profiles_table(
+        [
+            _profile(
+                "P1",
+                email="a@example.com",
+                created="2024-03-26T17:24:42+00:00",
+                location={"city": "Boston", "latitude": "42.36", "longitude": "east", "zip": 2110},
+                properties={"plan": "pro", "nested": {"a": [1, 2]}},
+            ),
+            _profile("P2", email="b@example.com", location=None, properties=None),
+            _profile("P1", email="a2@example.com", location={"latitude": 1.5}),
+        ],
+        layout,
+    )
+
+    rows = {row["id"]: row for row in table.to_pylist()}
+    assert table.num_rows == 2
+    assert rows["P1"]["email"] == "a2@example.com"  # the last copy of a profile wins
+    assert rows["P1"]["location_latitude"] == 1.5
+    assert "location" not in table.column_names and "properties" in table.column_names
+    first = profiles_table(
+        [
+            _profile(
+                "P1",
+                location={"latitude": "42.36", "longitude": "east", "zip": 2110},
+                properties={"plan": "pro"},
+                created="2024-03-26T17:24:42Z",
+            )
+        ],
+        layout,
+    ).to_pylist()[0]
+    assert first["location_latitude"] == pytest.approx(42.36)
+    assert first["location_longitude"] is None
+    assert first["location_zip"] == "2110"
+    assert json.loads(first["properties"]) == {"plan": "pro"}
+    assert first["created"] == datetime(2024, 3, 26, 17, 24, 42, tzinfo=UTC)
+    assert rows["P2"]["properties"] is None and rows["P2"]["location_city"] is None
+    assert str(table.schema.field("created").type) == "timestamp[us, tz=UTC]"
+
+
+def test_profile_layout_from_requested_fields() -> None:
+    layout = profile_layout(["email", "location.city", "location.latitude", "joined_group_at"], ())
+    assert layout.strings == ("email",)
+    assert layout.location == ("city", "latitude")
+    assert layout.json == ()
+    assert profile_layout(["location"], ("subscriptions",)).location[0] == "address1"
+    assert profile_layout(["email"], ("subscriptions",)).json == ("subscriptions",)
+
+
+def test_profile_params() -> None:
+    assert profile_params(None, ()) == {"page[size]": "100", "sort": "joined_group_at"}
+    params = profile_params(["email", "joined_group_at"], ("subscriptions",))
+    assert params["fields[profile]"] == "email,subscriptions,joined_group_at"
+    assert params["additional-fields[profile]"] == "subscriptions"
+
+
+def test_memberships_table() -> None:
+    table = memberships_table(
+        [
+            ("S1", _profile("P1", joined_group_at="2024-01-01T00:00:00+00:00")),
+            ("S2", _profile("P1")),
+        ]
+    )
+    assert table.to_pylist() == [
+        {
+            "segment_id": "S1",
+            "profile_id": "P1",
+            "joined_group_at": datetime(2024, 1, 1, tzinfo=UTC),
+        },
+        {"segment_id": "S2", "profile_id": "P1", "joined_group_at": None},
+    ]
+
+
+def test_plan_walks_starts_each_segment_at_its_oldest_cursor() -> None:
+    segments = [
+        {"id": "A", "attributes": {"is_processing": False}},
+        {"id": "B", "attributes": {"is_processing": False}},
+        {"id": "C", "attributes": {"is_processing": True}},
+    ]
+    profiles_cursors = {"A": "2024-05-01T00:00:00+00:00", "B": "2024-02-01T00:00:00+00:00"}
+    membership_cursors = {"A": "2024-04-01T00:00:00+00:00", "C": "2024-01-01T00:00:00+00:00"}
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+
+    walks = {
+        w.segment_id: w for w in plan_walks(segments, [profiles_cursors, membership_cursors], start)
+    }
+
+    assert walks["A"].since == datetime(2024, 4, 1, tzinfo=UTC)
+    assert walks["B"].cursor is None and walks["B"].since == start  # one table lacks a cursor
+    assert walks["C"].advance is False
+    only_one_table = plan_walks(segments, [profiles_cursors], None)
+    assert only_one_table[1].since == datetime(2024, 2, 1, tzinfo=UTC)
+
+
+def test_redaction_and_error_lookup() -> None:
+    key = "pk_" + "a1B2c3" * 5 + "d4E5"
+    assert key not in redact(f"failed for {key}\nretry")
+    assert "\n" not in redact("a\nb")
+    assert redact("token sk-123", ["sk-123"]) == "token pk_***"
+    error = KlaviyoAuthError(f"Klaviyo rejected the API key {key}")
+    assert key not in str(error)
+    try:
+        try:
+            raise error
+        except KlaviyoAuthError as inner:
+            raise RuntimeError("wrapped") from inner
+    except RuntimeError as outer:
+        assert find_klaviyo_error(outer) is error
+    assert find_klaviyo_error(ValueError("x")) is None
+
+
+def test_segment_tag_changes_delete_what_disappeared() -> None:
+    known = {"A": ["t1", "t2"], "B": ["t1"], "C": ["t3"]}
+    current = {"A": ["t2", "t4"], "B": []}
+
+    rows = segment_tag_changes(known, current, gone=["C"])
+
+    live = {(r["segment_id"], r["tag_id"]) for r in rows if not r["deleted"]}
+    deleted = {(r["segment_id"], r["tag_id"]) for r in rows if r["deleted"]}
+    assert live == {("A", "t2"), ("A", "t4")}
+    assert deleted == {("A", "t1"), ("B", "t1"), ("C", "t3")}
+
+
+def test_segment_without_linkage_is_not_taken_for_untagged() -> None:
+    assert segment_tag_ids({"id": "A", "relationships": {"tags": {"links": {}}}}) is None
+    assert segment_tag_ids({"id": "A", "relationships": {"tags": {"data": []}}}) == []
