@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -121,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
     if not args.verbose:
+        # dlt configures its logger from this when a pipeline starts; a user's setting wins.
+        os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
         logging.getLogger("dlt").setLevel(logging.ERROR)
     try:
         if args.command == "demo":

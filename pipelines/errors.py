@@ -6,6 +6,8 @@ import re
 from collections.abc import Iterator
 
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.destination.exceptions import UnknownDestinationModule
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sources.klaviyo.exceptions import KlaviyoError
 
@@ -30,8 +32,15 @@ def describe_failure(error: BaseException) -> str:
     for cause in chain:
         if isinstance(cause, ConfigFieldMissingException):
             return _missing_config(cause)
+        if isinstance(cause, UnknownDestinationModule):
+            return _one_line(
+                f"unknown destination {cause.ref!r}: use a dlt destination name "
+                "such as duckdb, postgres, bigquery, snowflake, motherduck or filesystem"
+            )
     innermost = chain[-1]
-    return _one_line(f"{type(innermost).__name__}: {innermost}")
+    failed_step = next((c.step for c in chain if isinstance(c, PipelineStepFailed)), None)
+    where = f"destination error during {failed_step}: " if failed_step in ("sync", "load") else ""
+    return _one_line(f"{where}{type(innermost).__name__}: {innermost}")
 
 
 def _missing_config(error: ConfigFieldMissingException) -> str:
