@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import dlt
@@ -23,11 +23,14 @@ class Segments:
         segments: Segment resources in the order Klaviyo listed them.
         tags: Included tag resources linked to at least one segment in scope, by id.
         scoped: True when the run is limited to requested segment ids.
+        gone: Segments known from earlier runs that Klaviyo no longer lists (deleted): in
+            scope when they were requested, or any of them in an unscoped run.
     """
 
     segments: list[Resource] = field(default_factory=list)
     tags: dict[str, Resource] = field(default_factory=dict)
     scoped: bool = False
+    gone: list[str] = field(default_factory=list)
 
     @property
     def ids(self) -> list[str]:
@@ -43,14 +46,18 @@ class SegmentCatalog:
     Args:
         client_factory: Makes the client used for the walk.
         segment_ids: Segment ids that scope the run; None means every segment.
+        known_ids: Returns the ids of the segments earlier runs loaded (read when the list
+            is fetched), to tell a deleted segment from one that never existed.
     """
 
     def __init__(
         self,
         client_factory: Callable[[], KlaviyoClient],
         segment_ids: Sequence[str] | None = None,
+        known_ids: Callable[[], Collection[str]] = frozenset,
     ) -> None:
         self._client_factory = client_factory
+        self._known_ids = known_ids
         self._segment_ids = list(dict.fromkeys(segment_ids)) if segment_ids is not None else None
         self._lock = threading.Lock()
         self._segments: Segments | None = None
@@ -60,7 +67,8 @@ class SegmentCatalog:
         """Returns the segments in scope, fetching the list on the run's first call only.
 
         Raises:
-            KlaviyoNotFoundError: A requested segment id is not in Klaviyo's list.
+            KlaviyoNotFoundError: A requested segment id is neither in Klaviyo's list nor
+                known from an earlier run.
         """
         run = _current_run()
         with self._lock:
@@ -91,16 +99,21 @@ class SegmentCatalog:
         return params
 
     def _scope(self, listed: list[Resource], included: dict[str, Resource]) -> Segments:
+        known = set(self._known_ids())
+        by_id = {segment["id"]: segment for segment in listed}
         segments = listed
+        gone = sorted(known - set(by_id))
         if self._segment_ids is not None:
-            by_id = {segment["id"]: segment for segment in listed}
             for segment_id in self._segment_ids:
-                if segment_id not in by_id:
+                if segment_id not in by_id and segment_id not in known:
                     raise KlaviyoNotFoundError(f"segment {segment_id} does not exist", segment_id)
-            segments = [by_id[segment_id] for segment_id in self._segment_ids]
+            segments = [by_id[s] for s in self._segment_ids if s in by_id]
+            gone = [s for s in self._segment_ids if s not in by_id]
         linked = {tag_id for segment in segments for tag_id in segment_tag_ids(segment) or ()}
         tags = {tag_id: tag for tag_id, tag in included.items() if tag_id in linked}
-        return Segments(segments=segments, tags=tags, scoped=self._segment_ids is not None)
+        return Segments(
+            segments=segments, tags=tags, scoped=self._segment_ids is not None, gone=gone
+        )
 
 
 def _current_run() -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,10 +14,13 @@ import orjson
 import requests
 from dlt.common import logger
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
 
 from . import settings
 from .exceptions import (
     KlaviyoAuthError,
+    KlaviyoConfigError,
+    KlaviyoConnectionError,
     KlaviyoError,
     KlaviyoNotFoundError,
     KlaviyoPermissionError,
@@ -29,6 +33,15 @@ from .ratelimit import EndpointLimiter, Interrupted, shared_limiter, sleep_inter
 from .stats import ExtractionStats
 
 JsonDoc = dict[str, Any]
+PRIVATE_KEY_PATTERN = re.compile(r"pk_[A-Za-z0-9]{34}")
+"""Klaviyo private keys: `pk_` and 34 letters and digits."""
+UNREACHABLE_RETRIES = 3
+"""Retries of a connection that cannot be made to a host that never answered in this process:
+it is far more often a wrong base_url than an outage, and should fail in seconds, not minutes."""
+THROTTLED_RETRIES_PER_RETRY = 4
+"""429s are Klaviyo asking to wait, not failures: each request may wait out this many times
+`max_retries` of them (honouring `Retry-After`) before the run gives up."""
+
 _LEADING_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)")
 _SCOPE_IN_TEXT = re.compile(r"\b([a-z][a-z-]*:(?:read|write))\b")
 _TRANSIENT_ERRORS = (
@@ -37,16 +50,38 @@ _TRANSIENT_ERRORS = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
+# Kinds of failed attempt; each has its own retry budget.
+_FAILED = "failed"
+_THROTTLED = "throttled"
+_MALFORMED = "malformed"
+_UNREACHABLE = "unreachable"
+
+_ANSWERED_BASE_URLS: set[str] = set()
+_ANSWERED_LOCK = threading.Lock()
 
 
 class _Retry(Exception):
     """One attempt failed in a way a later attempt may not."""
 
-    def __init__(self, reason: str, wait: float | None = None, malformed: bool = False):
+    def __init__(self, reason: str, wait: float | None = None, kind: str = _FAILED):
         super().__init__(reason)
         self.reason = reason
         self.wait = wait
-        self.malformed = malformed
+        self.kind = kind
+
+
+def validate_api_key(api_key: str) -> str:
+    """Checks the shape of a private key, so a pasted public key or typo fails before any request.
+
+    Raises:
+        KlaviyoConfigError: The key is not `pk_` followed by 34 letters and digits.
+    """
+    if not PRIVATE_KEY_PATTERN.fullmatch(api_key):
+        raise KlaviyoConfigError(
+            "the Klaviyo API key is malformed: a private key is pk_ followed by 34 letters "
+            "and digits; check [sources.klaviyo] api_key or SOURCES__KLAVIYO__API_KEY"
+        )
+    return api_key
 
 
 class KlaviyoClient:
@@ -60,6 +95,9 @@ class KlaviyoClient:
         max_retries: Retries after the first attempt, for 429, 5xx and broken connections.
         stats: Counters to update (requests, retries, throttling, waiting).
         stop: When set, waits are cut short and the client raises `Interrupted`.
+
+    Raises:
+        KlaviyoConfigError: The API key is malformed.
     """
 
     def __init__(
@@ -72,7 +110,7 @@ class KlaviyoClient:
         stats: ExtractionStats,
         stop: threading.Event | None = None,
     ) -> None:
-        self._api_key = api_key
+        self._api_key = validate_api_key(api_key)
         self.base_url = base_url.rstrip("/")
         self.revision = revision
         self._timeout = timeout
@@ -103,8 +141,7 @@ class KlaviyoClient:
         while url:
             page = self.get(url, page_params, operation, segment_id)
             yield page
-            links = page.get("links") or {}
-            url = links.get("next") if isinstance(links, dict) else None
+            url = self._next_url(page, url)
             page_params = None
 
     def get(
@@ -120,20 +157,16 @@ class KlaviyoClient:
             KlaviyoError: A subclass naming what went wrong, see `exceptions`.
         """
         limiter = self._limiter(operation)
-        attempts = 0
-        malformed = 0
+        failures: Counter[str] = Counter()
         while True:
-            attempts += 1
             self._stats.add(wait_seconds=limiter.acquire(self._stop))
             try:
                 return self._attempt(url, params, operation, segment_id, limiter)
             except _Retry as retry:
-                malformed += retry.malformed
-                give_up = attempts > self._max_retries or (
-                    retry.malformed and malformed > settings.MALFORMED_BODY_RETRIES
-                )
-                if give_up:
-                    raise self._exhausted(url, operation, attempts, retry) from None
+                failures[retry.kind] += 1
+                if not self._may_retry(retry.kind, failures):
+                    raise self._exhausted(url, operation, failures, retry) from None
+                attempts = sum(failures.values())
                 wait = retry.wait if retry.wait is not None else self._backoff(attempts)
                 logger.info(f"Klaviyo {_describe(url)} will be retried in {wait:.1f}s: {retry}")
                 self._stats.add(retries=1)
@@ -159,14 +192,18 @@ class KlaviyoClient:
             response = self._http().get(url, params=params, timeout=self._timeout)
             body = response.content
         except _TRANSIENT_ERRORS as exc:
-            raise _Retry(f"{type(exc).__name__}: {exc}") from None
+            kind = _UNREACHABLE if _is_connect_failure(exc) else _FAILED
+            raise _Retry(_transport_reason(exc, self._timeout), kind=kind) from None
+        _mark_answered(self.base_url)
         status = response.status_code
         if status == 429:
             self._stats.add(throttled=1)
             wait = _retry_after(response)
             if wait is not None:
                 limiter.pause(wait)
-            raise _Retry("HTTP 429 throttled", wait=0.0 if wait is not None else None)
+            raise _Retry(
+                "HTTP 429 throttled", wait=0.0 if wait is not None else None, kind=_THROTTLED
+            )
         limiter.observe(
             _header_number(response, "RateLimit-Remaining"),
             _header_number(response, "RateLimit-Reset"),
@@ -175,11 +212,14 @@ class KlaviyoClient:
         if 200 <= status < 300:
             if not isinstance(document, dict) or "data" not in document:
                 raise _Retry(
-                    _what_came_back(response, body, "not a JSON:API document"), malformed=True
+                    _what_came_back(response, body, "not a JSON:API document"), kind=_MALFORMED
                 )
             return document
         if status in settings.RETRY_STATUSES:
-            raise _Retry(f"HTTP {status}{_error_detail_suffix(document)}")
+            # A Retry-After on a 5xx (maintenance) is honoured, within the backoff's cap.
+            asked = _retry_after(response)
+            wait = min(asked, settings.RETRY_BACKOFF_CAP) if asked is not None else None
+            raise _Retry(f"HTTP {status}{_error_detail_suffix(document)}", wait=wait)
         raise self._error(status, document, response, body, url, operation, segment_id)
 
     def _decode(self, response: requests.Response, body: bytes) -> Any:
@@ -193,7 +233,7 @@ class KlaviyoClient:
             if response.status_code in settings.RETRY_STATUSES:
                 raise _Retry(_what_came_back(response, body, "error page")) from None
             if 200 <= response.status_code < 300:
-                raise _Retry(_what_came_back(response, body, "not JSON"), malformed=True) from None
+                raise _Retry(_what_came_back(response, body, "not JSON"), kind=_MALFORMED) from None
             return None
 
     def _error(
@@ -236,17 +276,68 @@ class KlaviyoClient:
             status,
         )
 
-    def _exhausted(self, url: str, operation: str, attempts: int, retry: _Retry) -> KlaviyoError:
-        if retry.malformed:
+    def _may_retry(self, kind: str, failures: Counter[str]) -> bool:
+        """Whether the budgets allow another attempt after failures counted by kind."""
+        if kind == _THROTTLED:
+            return failures[_THROTTLED] <= self._max_retries * THROTTLED_RETRIES_PER_RETRY
+        if sum(n for k, n in failures.items() if k != _THROTTLED) > self._max_retries:
+            return False
+        if kind == _MALFORMED:
+            return failures[_MALFORMED] <= settings.MALFORMED_BODY_RETRIES
+        if kind == _UNREACHABLE and not _has_answered(self.base_url):
+            return failures[_UNREACHABLE] <= UNREACHABLE_RETRIES
+        return True
+
+    def _exhausted(
+        self, url: str, operation: str, failures: Counter[str], retry: _Retry
+    ) -> KlaviyoError:
+        attempts = sum(failures.values())
+        if retry.kind == _MALFORMED:
             return KlaviyoResponseError(
                 self._redact(f"Klaviyo answered {_describe(url)} with {retry}")
             )
+        if retry.kind == _UNREACHABLE and not _has_answered(self.base_url):
+            return KlaviyoConnectionError(
+                self._redact(
+                    f"could not connect to {_origin(self.base_url)} ({retry}, {attempts} "
+                    "attempts); check base_url and the network"
+                )
+            )
+        retries = failures[_THROTTLED] - 1 if retry.kind == _THROTTLED else self._max_retries
+        bound = _count(retries, "retry", "retries") + (
+            " on 429" if retry.kind == _THROTTLED else ""
+        )
         return KlaviyoRetriesExhaustedError(
             self._redact(
-                f"{operation} ({_describe(url)}) failed {attempts} times, last with {retry}; "
-                f"gave up after {self._max_retries} retries"
+                f"{operation} ({_describe(url)}) failed {_count(attempts, 'time', 'times')}, "
+                f"last with {retry}; gave up after {bound}"
             )
         )
+
+    def _next_url(self, page: JsonDoc, url: str) -> str | None:
+        """`links.next`, verbatim when it is on the configured origin.
+
+        A next link on another origin (a proxy in front of Klaviyo, a host name spelled
+        differently) is re-based on `base_url`: the key is only ever sent there.
+
+        Raises:
+            KlaviyoResponseError: The page has no `links`: whether more pages follow is
+                unknown, and ending the walk there would pass members by silently.
+        """
+        links = page.get("links")
+        if not isinstance(links, dict):
+            raise KlaviyoResponseError(
+                f"Klaviyo answered {_describe(url)} with a page without links; "
+                "cannot tell whether more pages follow"
+            )
+        next_url = links.get("next")
+        if not next_url or not isinstance(next_url, str):
+            return None
+        parts = urlsplit(next_url)
+        if parts.scheme and _origin(next_url) == _origin(self.base_url):
+            return next_url
+        query = f"?{parts.query}" if parts.query else ""
+        return f"{self.base_url}{parts.path}{query}"
 
     def _limiter(self, operation: str) -> EndpointLimiter:
         burst, steady = settings.RATE_LIMITS.get(operation, (75, 700))
@@ -304,6 +395,65 @@ def api_path(template: str, revision: str, **values: str) -> str:
     return path
 
 
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
+
+
+def _origin(url: str) -> str:
+    """`scheme://host[:port]` without any user info, for comparisons and messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+def _mark_answered(base_url: str) -> None:
+    if base_url not in _ANSWERED_BASE_URLS:
+        with _ANSWERED_LOCK:
+            _ANSWERED_BASE_URLS.add(base_url)
+
+
+def _has_answered(base_url: str) -> bool:
+    return base_url in _ANSWERED_BASE_URLS
+
+
+def _is_connect_failure(exc: BaseException) -> bool:
+    """True when no connection could be made at all (refused, unknown host, connect timeout)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError) or isinstance(
+        exc, requests.exceptions.ChunkedEncodingError
+    ):
+        return False
+    reason = exc.args[0] if exc.args else None
+    return isinstance(getattr(reason, "reason", reason), NewConnectionError)
+
+
+def _transport_reason(exc: BaseException, timeout: float) -> str:
+    """A short account of a failed exchange; requests' own text repeats the whole URL."""
+    text = str(exc)
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"no connection within {timeout:g}s"
+    if isinstance(exc, requests.ReadTimeout):
+        return f"no answer within {timeout:g}s"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "connection broken in the middle of the answer (incomplete body)"
+    if isinstance(exc, requests.exceptions.ContentDecodingError):
+        return "answer body could not be decoded"
+    for marker, reason in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "host name not found"),
+        ("Failed to resolve", "host name not found"),
+        ("without response", "connection closed without an answer"),
+        ("Connection reset", "connection reset"),
+        ("Connection aborted", "connection aborted"),
+    ):
+        if marker in text:
+            return reason
+    return type(exc).__name__
+
+
 def _revision_date(revision: str) -> str:
     return revision.split(".", 1)[0]
 
@@ -351,4 +501,4 @@ def _retry_after(response: requests.Response) -> float | None:
     return None if value is None else float(value)
 
 
-__all__ = ["KlaviyoClient", "Interrupted", "api_path"]
+__all__ = ["KlaviyoClient", "Interrupted", "api_path", "validate_api_key"]

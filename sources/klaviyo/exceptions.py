@@ -83,6 +83,10 @@ class KlaviyoRetriesExhaustedError(KlaviyoError):
     """A request kept failing (throttling, 5xx, broken connections) after every retry."""
 
 
+class KlaviyoConnectionError(KlaviyoRetriesExhaustedError):
+    """No connection could be made to a base URL that has not answered yet (wrong URL, no network)."""
+
+
 def find_klaviyo_error(exc: BaseException) -> KlaviyoError | None:
     """Finds the KlaviyoError that caused `exc`, e.g. inside dlt's PipelineStepFailed.
 

@@ -71,11 +71,18 @@ def format_state_datetime(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat()
 
 
-def joined_since_filter(since: datetime, now: datetime | None = None) -> str:
-    """Builds `greater-or-equal(joined_group_at,<since>Z)` with `since` clamped to now.
+def filter_bound(since: datetime, now: datetime | None = None) -> datetime:
+    """The bound a `joined_group_at` filter really sends: clamped to now, in whole seconds.
 
     Klaviyo rejects some filters on future datetimes, and a cursor can only be ahead of
     the local clock through skew, so the bound never goes past now.
+    """
+    bound = min(since, now or utc_now())
+    return bound.astimezone(timezone.utc).replace(microsecond=0)
+
+
+def joined_since_filter(since: datetime, now: datetime | None = None) -> str:
+    """Builds `greater-or-equal(joined_group_at,<since>Z)` with `since` clamped to now.
 
     Args:
         since: The lower bound, inclusive.
@@ -84,5 +91,5 @@ def joined_since_filter(since: datetime, now: datetime | None = None) -> str:
     Returns:
         The filter expression, not yet URL-encoded (requests encodes the whole value).
     """
-    bound = min(since, now or utc_now())
+    bound = filter_bound(since, now)
     return f"greater-or-equal(joined_group_at,{format_filter_datetime(bound)})"

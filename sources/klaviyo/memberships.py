@@ -1,87 +1,122 @@
 """The membership walk: segment profiles since each segment's cursor, several segments at once.
 
-Worker threads page through `/api/segments/{id}/profiles/` and put pages on a bounded queue;
-the generator thread (dlt's) takes them off in batches. Only the generator thread touches
-dlt state, and a segment is reported finished only after its last page was queued, so a
-cursor built from a batch never runs ahead of the rows handed to dlt.
+Worker threads (`walker.SegmentWorker`) page through the segments and put events on a
+bounded queue; the generator thread (dlt's) takes them off in batches. Only the generator
+thread touches dlt state, and a segment is reported finished only after its last page and
+its closed stays were queued, so cursors and reconciliation times built from a batch never
+run ahead of the rows handed to dlt.
 """
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-from dlt.common import logger
 
 from . import settings
-from .client import KlaviyoClient, api_path
-from .exceptions import KlaviyoNotFoundError
-from .filters import format_state_datetime, joined_since_filter, parse_datetime
-from .ratelimit import Interrupted
-from .rows import Resource, joined_group_at
+from .client import KlaviyoClient
+from .filters import parse_datetime, utc_now
+from .known import KnownMemberships
+from .reconcile import Closure, ReconcilePolicy
+from .rows import Resource
 from .stats import ExtractionStats
+from .walker import Closed, Failed, Finished, Page, SegmentWalk, SegmentWorker
 
 ClientFactory = Callable[[threading.Event | None], KlaviyoClient]
 
-
-@dataclass(frozen=True)
-class SegmentWalk:
-    """What to fetch for one segment.
-
-    Attributes:
-        segment_id: The segment.
-        cursor: Its cursor (last joined_group_at loaded), None before its first load.
-        since: Lower bound of joined_group_at to request; None fetches every member.
-        advance: False while Klaviyo is still computing the segment: its cursor stays put.
-    """
-
-    segment_id: str
-    cursor: datetime | None
-    since: datetime | None
-    advance: bool = True
+__all__ = [
+    "ClientFactory",
+    "MembershipBatch",
+    "SegmentWalk",
+    "plan_walks",
+    "profile_params",
+    "walk_memberships",
+]
 
 
 @dataclass
 class MembershipBatch:
-    """Pages of several segments handed to the `profiles` and `segment_memberships` tables.
+    """Rows of several segments handed to the membership tables, and what they complete.
 
     Attributes:
         members: (segment id, profile resource) in the order received.
-        finished: Segments whose last page is in this batch or an earlier one, mapped to
-            the cursor they may advance to (None: leave the cursor as it is).
+        closures: (segment id, closed stay): leaves and stays ended by a re-join.
+        finished: Segments whose walk ended in this batch, mapped to the cursor they may
+            advance to (None: leave the cursor as it is).
+        reconciled: Segments reconciled, whose rows are all in this batch or earlier ones.
+        retired: Segments gone from Klaviyo whose open stays are all closed: forget them.
+        vanished: On the final batch, every segment that answered 404 during the run.
+        detected_at: The run's time, stamped on leaves, tombstones and reconciliations.
+        final: The last batch of the run.
     """
 
+    detected_at: datetime
     members: list[tuple[str, Resource]] = field(default_factory=list)
+    closures: list[tuple[str, Closure]] = field(default_factory=list)
     finished: dict[str, str | None] = field(default_factory=dict)
+    reconciled: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+    vanished: list[str] = field(default_factory=list)
+    final: bool = False
+
+    @property
+    def rows(self) -> int:
+        return len(self.members) + len(self.closures)
 
 
 def plan_walks(
     segments: Iterable[Resource],
     cursors: Sequence[Mapping[str, str]],
     start_date: datetime | None,
+    reconciled: Sequence[Mapping[str, str | None]] = (),
+    policy: ReconcilePolicy | None = None,
+    now: datetime | None = None,
 ) -> list[SegmentWalk]:
-    """Decides where each segment's walk starts.
+    """Decides where each segment's walk starts, and which segments are reconciled.
 
     Args:
         segments: Segment resources in scope.
         cursors: One `{segment_id: ISO datetime}` map per table being loaded; a segment
             starts at the oldest of them, and from scratch if any table has none.
         start_date: Lower bound for segments without a cursor.
+        reconciled: One `{segment_id: ISO datetime}` map of last reconciliations per table
+            that reconciliation keeps; the oldest counts.
+        policy: When a segment is due; None reconciles nothing.
+        now: The run's time.
     """
+    now = now or utc_now()
     walks = []
     for segment in segments:
         segment_id = segment["id"]
-        values = [parse_datetime(table.get(segment_id)) for table in cursors]
-        cursor = None if not values or None in values else min(v for v in values if v)
+        cursor = _oldest(table.get(segment_id) for table in cursors)
         processing = bool((segment.get("attributes") or {}).get("is_processing"))
-        walks.append(SegmentWalk(segment_id, cursor, cursor or start_date, advance=not processing))
+        reconcile = False
+        if policy is not None and not processing:
+            last = _oldest(table.get(segment_id) for table in reconciled) if reconciled else None
+            # A full walk reads every member anyway: it reconciles for free.
+            reconcile = cursor is None or policy.is_due(segment, last, now)
+        walks.append(
+            SegmentWalk(
+                segment_id,
+                cursor,
+                cursor or start_date,
+                advance=not processing,
+                reconcile=reconcile,
+                start_date=start_date,
+            )
+        )
     return walks
+
+
+def _oldest(values: Iterable[str | None]) -> datetime | None:
+    """The oldest of the values, None when there are none or any is missing."""
+    parsed = [parse_datetime(value) for value in values]
+    if not parsed or None in parsed:
+        return None
+    return min(v for v in parsed if v is not None)
 
 
 def profile_params(
@@ -108,8 +143,21 @@ def walk_memberships(
     params: Mapping[str, str],
     max_workers: int,
     stats: ExtractionStats,
+    known: KnownMemberships | None = None,
+    retire: Sequence[str] = (),
+    detected_at: datetime | None = None,
 ) -> Iterator[MembershipBatch]:
     """Walks the segments concurrently and yields batches of about MEMBERSHIP_BATCH_ROWS rows.
+
+    Args:
+        make_client: Makes the HTTP client shared by the workers.
+        walks: The segments to walk.
+        params: Query parameters of every segment's first profile page.
+        max_workers: Segments walked at the same time.
+        stats: Progress counters.
+        known: Reader of the destination's open stays; None reconciles nothing.
+        retire: Segments gone from Klaviyo whose open stays are closed (no request).
+        detected_at: The run's time; defaults to now.
 
     Raises:
         KlaviyoError: The first error of any segment's walk; the other walks are stopped.
@@ -117,115 +165,62 @@ def walk_memberships(
     stop = threading.Event()
     client = make_client(stop)
     pages: queue.Queue = queue.Queue(maxsize=max_workers * settings.PAGES_IN_FLIGHT_PER_WORKER)
+    detected_at = detected_at or utc_now()
+    worker = SegmentWorker(client, pages, stop, stats, known, detected_at)
     pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="klaviyo-segment")
     try:
         for walk in walks:
-            pool.submit(_walk_segment, client, walk, dict(params), pages, stop, stats)
-        yield from _batches(pages, len(walks), stats)
+            pool.submit(worker.walk, walk, dict(params))
+        for segment_id in retire:
+            pool.submit(worker.retire, segment_id)
+        yield from _batches(pages, len(walks) + len(retire), stats, detected_at)
     finally:
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
         client.close()
+        if known is not None:
+            known.close()
 
 
-def _batches(pages: queue.Queue, walks: int, stats: ExtractionStats) -> Iterator[MembershipBatch]:
-    batch = MembershipBatch()
-    while walks:
+def _batches(
+    pages: queue.Queue, tasks: int, stats: ExtractionStats, detected_at: datetime
+) -> Iterator[MembershipBatch]:
+    batch = MembershipBatch(detected_at)
+    vanished: list[str] = []
+    while tasks:
         event = pages.get()
-        if isinstance(event, _Failed):
+        if isinstance(event, Failed):
             raise event.error
-        if isinstance(event, _Page):
+        if isinstance(event, Page):
             batch.members.extend((event.segment_id, profile) for profile in event.profiles)
             stats.add(pages=1)
-        elif isinstance(event, _Finished):
-            walks -= 1
-            batch.finished[event.segment_id] = event.cursor
-            stats.segment_walked(event.segment_id)
-        if len(batch.members) >= settings.MEMBERSHIP_BATCH_ROWS:
+        elif isinstance(event, Closed):
+            batch.closures.extend((event.segment_id, closure) for closure in event.closures)
+            stats.add(leaves=sum(1 for closure in event.closures if closure.leaves))
+        elif isinstance(event, Finished):
+            tasks -= 1
+            _finish(batch, event, stats, vanished)
+        if batch.rows >= settings.MEMBERSHIP_BATCH_ROWS:
             yield batch
-            batch = MembershipBatch()
-    if batch.members or batch.finished:
-        yield batch
+            batch = MembershipBatch(detected_at)
+    batch.final = True
+    batch.vanished = vanished
+    yield batch
 
 
-@dataclass
-class _Page:
-    segment_id: str
-    profiles: list[Resource]
-
-
-@dataclass
-class _Finished:
-    segment_id: str
-    cursor: str | None
-
-
-@dataclass
-class _Failed:
-    error: BaseException
-
-
-def _walk_segment(
-    client: KlaviyoClient,
-    walk: SegmentWalk,
-    params: dict[str, str],
-    pages: queue.Queue,
-    stop: threading.Event,
-    stats: ExtractionStats,
+def _finish(
+    batch: MembershipBatch, event: Finished, stats: ExtractionStats, vanished: list[str]
 ) -> None:
-    try:
-        newest = _fetch_pages(client, walk, params, pages, stop, stats)
-        cursor = format_state_datetime(newest) if newest and walk.advance else None
-        _put(pages, _Finished(walk.segment_id, cursor), stop)
-    except Interrupted:
-        return
-    except KlaviyoNotFoundError as exc:
-        # Deleted after the segment list was read: nothing to load, the cursor stays.
-        logger.warning(f"{exc}; skipped, it vanished during the run")
-        _put_quietly(pages, _Finished(walk.segment_id, None), stop)
-    except BaseException as exc:
-        _put_quietly(pages, _Failed(exc), stop)
-
-
-def _fetch_pages(
-    client: KlaviyoClient,
-    walk: SegmentWalk,
-    params: dict[str, str],
-    pages: queue.Queue,
-    stop: threading.Event,
-    stats: ExtractionStats,
-) -> datetime | None:
-    if walk.since is not None:
-        params["filter"] = joined_since_filter(walk.since)
-    path = api_path(settings.SEGMENT_PROFILES_PATH, client.revision, segment_id=walk.segment_id)
-    newest: datetime | None = None
-    for page in client.paginate(path, params, "get_segment_profiles", walk.segment_id):
-        # Only id and attributes travel on: links and relationships would triple the batch.
-        profiles = [
-            {"id": p["id"], "attributes": p.get("attributes") or {}}
-            for p in page.get("data") or []
-            if isinstance(p, dict) and p.get("id")
-        ]
-        joined = [j for j in map(joined_group_at, profiles) if j is not None]
-        if joined:
-            newest = max(newest or joined[0], *joined)
-        fresh = sum(1 for j in joined if walk.cursor is None or j > walk.cursor)
-        stats.add(new_memberships=fresh)
-        _put(pages, _Page(walk.segment_id, profiles), stop)
-    return newest
-
-
-def _put(pages: queue.Queue, event: Any, stop: threading.Event) -> None:
-    while True:
-        if stop.is_set():
-            raise Interrupted()
-        try:
-            pages.put(event, timeout=0.1)
-            return
-        except queue.Full:
-            continue
-
-
-def _put_quietly(pages: queue.Queue, event: Any, stop: threading.Event) -> None:
-    with contextlib.suppress(Interrupted):
-        _put(pages, event, stop)
+    segment_id = event.segment_id
+    if event.walked:
+        batch.finished[segment_id] = event.cursor
+        stats.segment_walked(segment_id)
+    if event.reconciled:
+        batch.reconciled.append(segment_id)
+        stats.segment_reconciled(segment_id)
+    if event.vanished:
+        vanished.append(segment_id)
+    if event.vanished or event.retired:
+        stats.segment_deleted(segment_id)
+    if event.retired:
+        batch.retired.append(segment_id)

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from . import settings
+from .client import validate_api_key
 from .exceptions import KlaviyoConfigError
 from .filters import parse_datetime, utc_now
 
@@ -37,6 +38,9 @@ class SourceOptions:
     max_workers: int
     request_timeout: float
     max_retries: int
+    reconcile_every_hours: float = settings.RECONCILE_EVERY_HOURS
+    reconcile_segments: tuple[str, ...] = ()
+    reconcile_inactive: bool = False
 
     def __repr__(self) -> str:
         # Keeps the key out of any log or traceback that prints the options.
@@ -54,6 +58,9 @@ def validate_options(
     max_workers: Any,
     request_timeout: Any,
     max_retries: Any,
+    reconcile_every_hours: Any = settings.RECONCILE_EVERY_HOURS,
+    reconcile_segments: Any = None,
+    reconcile_inactive: Any = False,
 ) -> SourceOptions:
     """Checks every argument and normalises it.
 
@@ -71,6 +78,9 @@ def validate_options(
         max_workers=_at_least("max_workers", max_workers, 1),
         request_timeout=_positive_float("request_timeout", request_timeout),
         max_retries=_at_least("max_retries", max_retries, 0),
+        reconcile_every_hours=_hours("reconcile_every_hours", reconcile_every_hours),
+        reconcile_segments=_string_list("reconcile_segments", reconcile_segments) or (),
+        reconcile_inactive=_flag("reconcile_inactive", reconcile_inactive),
     )
 
 
@@ -99,7 +109,7 @@ def _api_key(value: Any) -> str:
         raise KlaviyoConfigError(
             "the Klaviyo API key is empty; set [sources.klaviyo] api_key or SOURCES__KLAVIYO__API_KEY"
         )
-    return key
+    return validate_api_key(key)
 
 
 def _base_url(value: Any) -> str:
@@ -178,3 +188,26 @@ def _positive_float(name: str, value: Any) -> float:
     if not number > 0:
         raise KlaviyoConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
     return number
+
+
+def _hours(name: str, value: Any) -> float:
+    number: float | None = None
+    if not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+    if number is None or not number >= 0 or number == float("inf"):
+        raise KlaviyoConfigError(f"{name} must be a number of hours >= 0, got {value!r}")
+    return number
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no", "", "none"):
+        return False
+    raise KlaviyoConfigError(f"{name} must be true or false, got {value!r}")

@@ -12,7 +12,8 @@ import pyarrow as pa
 from dlt.common.schema.typing import TTableSchemaColumns
 
 from . import settings
-from .filters import parse_datetime
+from .filters import format_state_datetime, parse_datetime
+from .reconcile import Closure
 
 Resource = dict[str, Any]
 UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -45,6 +46,30 @@ SEGMENT_COLUMNS: TTableSchemaColumns = {
     "is_starred": {"data_type": "bool"},
     "deleted_at": {"data_type": "timestamp", "timezone": True},
 }
+
+
+_SEGMENT_DATETIMES = ("created", "updated", "deleted_at")
+
+
+def segment_state_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A `segments` row as kept in pipeline state (datetimes as ISO text), for tombstones."""
+    return {
+        name: format_state_datetime(value) if name in _SEGMENT_DATETIMES and value else value
+        for name, value in row.items()
+    }
+
+
+def segment_tombstone(state_row: dict[str, Any], deleted_at: Any) -> dict[str, Any]:
+    """The last `segments` row emitted for a segment, marked deleted at `deleted_at`.
+
+    A merge replaces whole rows, so the tombstone repeats every attribute last seen.
+    """
+    row = {
+        name: parse_datetime(value) if name in _SEGMENT_DATETIMES else value
+        for name, value in state_row.items()
+    }
+    row["deleted_at"] = deleted_at
+    return row
 
 
 def segment_tag_ids(segment: Resource) -> list[str] | None:
@@ -224,6 +249,9 @@ MEMBERSHIP_SCHEMA = pa.schema(
         pa.field("segment_id", pa.string(), nullable=False),
         pa.field("profile_id", pa.string(), nullable=False),
         pa.field(settings.JOINED_GROUP_AT, UTC_TIMESTAMP),
+        # nullable: the column is added to tables that already hold rows (upgrades)
+        pa.field("is_member", pa.bool_()),
+        pa.field("left_at", UTC_TIMESTAMP),
     ]
 )
 
@@ -231,26 +259,82 @@ MEMBERSHIP_COLUMNS: TTableSchemaColumns = {
     "segment_id": {"data_type": "text", "nullable": False},
     "profile_id": {"data_type": "text", "nullable": False},
     settings.JOINED_GROUP_AT: {"data_type": "timestamp", "timezone": True},
+    "is_member": {"data_type": "bool"},
+    "left_at": {"data_type": "timestamp", "timezone": True},
+}
+
+HISTORY_SCHEMA = pa.schema(
+    [
+        pa.field("segment_id", pa.string(), nullable=False),
+        pa.field("profile_id", pa.string(), nullable=False),
+        pa.field(settings.JOINED_GROUP_AT, UTC_TIMESTAMP, nullable=False),
+        pa.field("left_at", UTC_TIMESTAMP),
+    ]
+)
+
+HISTORY_COLUMNS: TTableSchemaColumns = {
+    "segment_id": {"data_type": "text", "nullable": False},
+    "profile_id": {"data_type": "text", "nullable": False},
+    settings.JOINED_GROUP_AT: {"data_type": "timestamp", "timezone": True, "nullable": False},
+    "left_at": {"data_type": "timestamp", "timezone": True},
 }
 
 
-def memberships_table(members: Iterable[tuple[str, Resource]]) -> pa.Table:
-    """Builds one `segment_memberships` arrow table from (segment id, profile resource) pairs."""
-    segment_ids: list[str] = []
-    profile_ids: list[str] = []
-    joined: list[Any] = []
+def memberships_table(
+    members: Iterable[tuple[str, Resource]], closures: Iterable[tuple[str, Closure]] = ()
+) -> pa.Table:
+    """Builds one `segment_memberships` arrow table.
+
+    Args:
+        members: (segment id, profile resource) pairs from a walk: current members.
+        closures: (segment id, closure) pairs; those that end a membership become
+            `is_member=false` rows with the detection time in `left_at`.
+    """
+    columns: tuple[list[Any], ...] = ([], [], [], [], [])
     for segment_id, profile in members:
-        segment_ids.append(segment_id)
-        profile_ids.append(profile["id"])
-        joined.append(joined_group_at(profile))
-    return pa.Table.from_arrays(
-        [
-            pa.array(segment_ids, type=pa.string()),
-            pa.array(profile_ids, type=pa.string()),
-            pa.array(joined, type=UTC_TIMESTAMP),
-        ],
-        schema=MEMBERSHIP_SCHEMA,
-    )
+        _append(columns, segment_id, profile["id"], joined_group_at(profile), True, None)
+    for segment_id, closure in closures:
+        if closure.leaves:
+            _append(
+                columns,
+                segment_id,
+                closure.profile_id,
+                closure.joined_group_at,
+                False,
+                closure.left_at,
+            )
+    return _table(columns, MEMBERSHIP_SCHEMA)
+
+
+def history_table(
+    members: Iterable[tuple[str, Resource]], closures: Iterable[tuple[str, Closure]] = ()
+) -> pa.Table:
+    """Builds one `segment_membership_history` arrow table: one row per stay.
+
+    Args:
+        members: (segment id, profile resource) pairs from a walk: open stays.
+        closures: (segment id, closure) pairs: stays that ended, with `left_at` set.
+    """
+    columns: tuple[list[Any], ...] = ([], [], [], [])
+    for segment_id, profile in members:
+        joined = joined_group_at(profile)
+        if joined is not None:  # a stay without a start cannot be placed in time
+            _append(columns, segment_id, profile["id"], joined, None)
+    for segment_id, closure in closures:
+        _append(columns, segment_id, closure.profile_id, closure.joined_group_at, closure.left_at)
+    return _table(columns, HISTORY_SCHEMA)
+
+
+def _append(columns: tuple[list[Any], ...], *values: Any) -> None:
+    for column, value in zip(columns, values, strict=True):
+        column.append(value)
+
+
+def _table(columns: tuple[list[Any], ...], schema: pa.Schema) -> pa.Table:
+    arrays = [
+        pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def joined_group_at(profile: Resource) -> Any:

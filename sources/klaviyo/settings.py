@@ -12,15 +12,21 @@ REVISION_PATTERN = r"^(\d{4}-\d{2}-\d{2})(\.pre)?$"
 PATHS_WITHOUT_TRAILING_SLASH_FROM = "2024-10-15"
 SEGMENTS_PAGE_SIZE_PARAM_FROM = "2026-04-15"
 STEADY_750_FROM = "2026-01-15"
+PROFILE_IDS_PAGE_100_FROM = "2024-10-15"
 
 # Paths in the 2024-06-15 form; the trailing slash is dropped for later revisions.
 SEGMENTS_PATH = "/api/segments/"
 SEGMENT_PROFILES_PATH = "/api/segments/{segment_id}/profiles/"
+SEGMENT_PROFILE_IDS_PATH = "/api/segments/{segment_id}/relationships/profiles/"
 
 SEGMENTS_PAGE_SIZE = 10
 """get_segments serves at most 10 segments per page in every revision."""
 SEGMENT_PROFILES_PAGE_SIZE = 100
 """Maximum of get_segment_profiles; read at call time so tests can page in small steps."""
+SEGMENT_PROFILE_IDS_PAGE_SIZE = 100
+"""Maximum of get_segment_relationships_profiles from 2024-10-15 (read at call time)."""
+SEGMENT_PROFILE_IDS_PAGE_SIZE_BEFORE_2024_10_15 = 1000
+"""Maximum of get_segment_relationships_profiles in the 2023-09-15 ... 2024-07-15 revisions."""
 
 # Burst (per second) and steady (per minute) limits per operation (API-NOTES §10).
 RATE_LIMITS: dict[str, tuple[int, int]] = {
@@ -94,3 +100,15 @@ MEMBERSHIP_BATCH_ROWS = 5000
 """Rows collected from pages before one arrow table per table is handed to dlt."""
 PAGES_IN_FLIGHT_PER_WORKER = 2
 """Bound of the page queue per worker: memory stays a few pages, never a whole segment."""
+KNOWN_MEMBERSHIPS_FETCH_ROWS = 50_000
+"""Rows fetched at a time when reading a segment's known members from the destination."""
+
+# Reconciliation: finding the profiles that left a segment.
+RECONCILE_EVERY_HOURS = 24.0
+"""Default age of a segment's last reconciliation that makes it due again: Klaviyo
+recomputes segments with relative-time conditions once a day."""
+RECONCILE_DUE_SLACK = 0.05
+"""A reconciliation is due a little early (this share of the interval), so a job scheduled
+every N hours reconciles on every run even when its start time wobbles by a few minutes."""
+RECONCILE_ALL = "all"
+"""`reconcile_segments=["all"]` forces a reconciliation of every active segment."""

@@ -23,6 +23,10 @@ class ExtractionStats:
         retries: Requests that were repeated after a failure.
         new_memberships: Memberships newer than the segment's cursor (joins and re-joins).
         segments_walked: Segment ids in the order their walk finished.
+        segments_reconciled: Segment ids whose membership was compared with what was loaded
+            before (a walk of their profile ids, or a full walk), in the order they finished.
+        leaves: Memberships found to have ended (the profile left, or the segment is gone).
+        segments_deleted: Segment ids found deleted in Klaviyo in this run.
     """
 
     def __init__(self) -> None:
@@ -37,6 +41,9 @@ class ExtractionStats:
         self.retries = 0
         self.new_memberships = 0
         self.segments_walked: list[str] = []
+        self.segments_reconciled: list[str] = []
+        self.leaves = 0
+        self.segments_deleted: list[str] = []
 
     def add(self, **counts: float) -> None:
         """Adds to counters by name, e.g. `add(requests=1, retries=1)`."""
@@ -56,6 +63,17 @@ class ExtractionStats:
             self.segments_done += 1
             self.segments_walked = [*self.segments_walked, segment_id]
 
+    def segment_reconciled(self, segment_id: str) -> None:
+        """Records that the membership of `segment_id` was reconciled."""
+        with self._lock:
+            self.segments_reconciled = [*self.segments_reconciled, segment_id]
+
+    def segment_deleted(self, segment_id: str) -> None:
+        """Records that `segment_id` was found deleted (once per run and segment)."""
+        with self._lock:
+            if segment_id not in self.segments_deleted:
+                self.segments_deleted = [*self.segments_deleted, segment_id]
+
     def snapshot(self) -> dict[str, Any]:
         """Returns a consistent copy of every counter."""
         with self._lock:
@@ -70,6 +88,9 @@ class ExtractionStats:
                 "retries": self.retries,
                 "new_memberships": self.new_memberships,
                 "segments_walked": list(self.segments_walked),
+                "segments_reconciled": list(self.segments_reconciled),
+                "leaves": self.leaves,
+                "segments_deleted": list(self.segments_deleted),
             }
 
     def __repr__(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,7 +16,14 @@ import pytest
 
 from sources.klaviyo import ExtractionStats, klaviyo_source, settings
 
-TABLES = ("segments", "tags", "segment_tags", "profiles", "segment_memberships")
+TABLES = (
+    "segments",
+    "tags",
+    "segment_tags",
+    "profiles",
+    "segment_memberships",
+    "segment_membership_history",
+)
 _names = itertools.count()
 
 
@@ -31,6 +39,7 @@ class Loader:
     emu: Any
     pipeline: dlt.Pipeline
     last_stats: ExtractionStats = field(default_factory=ExtractionStats)
+    _reading: Any = field(default=None, repr=False)
 
     def run(self, resources: tuple[str, ...] = (), **options: Any) -> ExtractionStats:
         """Runs the source once; options override the emulator's URL and key."""
@@ -48,19 +57,64 @@ class Loader:
         return self.last_stats
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        if self._reading is not None:
+            return [tuple(row) for row in self._reading.execute_sql(sql)]
         with self.pipeline.sql_client() as client:
             return [tuple(row) for row in client.execute_sql(sql)]
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """One connection for every query inside the block."""
+        with self.pipeline.sql_client() as client:
+            self._reading = client
+            try:
+                yield
+            finally:
+                self._reading = None
 
     def table_names(self) -> set[str]:
         schema = self.pipeline.default_schema
         return {name for name in schema.data_table_names() if schema.tables[name].get("columns")}
 
     def memberships(self) -> set[tuple[str, str, datetime]]:
-        rows = self.rows("select segment_id, profile_id, joined_group_at from segment_memberships")
+        """Current members: rows of `segment_memberships` with `is_member` true."""
+        rows = self.rows(
+            "select segment_id, profile_id, joined_group_at from segment_memberships"
+            " where is_member"
+        )
         return {(s, p, utc(j)) for s, p, j in rows}
 
     def segment_tags(self) -> set[tuple[str, str]]:
         return set(self.rows("select segment_id, tag_id from segment_tags"))
+
+    def left(self) -> set[tuple[str, str, datetime]]:
+        """(segment, profile, left_at) of memberships that ended."""
+        rows = self.rows(
+            "select segment_id, profile_id, left_at from segment_memberships where not is_member"
+        )
+        return {(s, p, utc(left)) for s, p, left in rows}
+
+    def stays(self) -> set[tuple[str, str, datetime, datetime | None]]:
+        """Every row of the history: (segment, profile, joined_group_at, left_at)."""
+        rows = self.rows(
+            "select segment_id, profile_id, joined_group_at, left_at"
+            " from segment_membership_history"
+        )
+        return {(s, p, utc(j), utc(left) if left else None) for s, p, j, left in rows}
+
+    def members_on(self, moment: datetime) -> set[tuple[str, str]]:
+        """Who was in which segment at `moment`, answered from the history table."""
+        at = f"timestamp with time zone '{moment.isoformat()}'"
+        return set(
+            self.rows(
+                "select distinct segment_id, profile_id from segment_membership_history"
+                f" where joined_group_at <= {at} and (left_at is null or left_at > {at})"
+            )
+        )
+
+    def deleted_segments(self) -> dict[str, datetime]:
+        rows = self.rows("select id, deleted_at from segments where deleted_at is not null")
+        return {segment_id: utc(deleted_at) for segment_id, deleted_at in rows}
 
     def snapshot(self) -> dict[str, set[tuple[Any, ...]]]:
         """Every table's rows without dlt's columns, for comparing two destinations."""
@@ -81,6 +135,7 @@ class Loader:
                 )
             },
             "segment_memberships": self.memberships(),
+            "segment_membership_history": self.stays(),
         }
 
 
@@ -93,6 +148,9 @@ class Truth:
     """What the emulator knows right now, shaped like the tables."""
 
     emu: Any
+
+    def members(self) -> set[tuple[str, str]]:
+        return {(segment_id, profile_id) for segment_id, profile_id, _ in self.memberships()}
 
     def memberships(self) -> set[tuple[str, str, datetime]]:
         return {
@@ -127,6 +185,19 @@ def duckdb_loader(emu: Any, pipelines_dir: str, tmp_path: Path) -> Loader:
 @pytest.fixture
 def truth(emu: Any) -> Truth:
     return Truth(emu)
+
+
+@pytest.fixture
+def emulator_clock(emu: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The source reads the emulator's clock, so a test moves time on without sleeping.
+
+    Leaves are stamped with the source's clock and joins with the emulator's: sharing one
+    clock keeps them in order when the test calls `emu.advance_clock`.
+    """
+    from sources.klaviyo import filters
+
+    monkeypatch.setattr(filters, "utc_now", emu.now)
+    return emu.now
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import dlt
 import pytest
 
 from .conftest import Loader, Truth
+from .scenario import Timeline, every_kind_of_change
 
 pytestmark = pytest.mark.postgres
 
@@ -67,3 +68,22 @@ def test_postgres_matches_duckdb(
     assert postgres_loader.rows(
         "select properties->>'plan' from profiles where email = 'pg@example.com'"
     ) == [("pro",)]
+
+
+def test_postgres_follows_a_sequence_of_changes(
+    postgres_loader: Loader, truth: Truth, emu: Any, emulator_clock: Any
+) -> None:
+    """Leaves, re-joins, an emptied and a deleted segment, tag changes: reconciled on Postgres,
+    and the history answers who was in each segment at every earlier run."""
+    for segment_id in emu.segment_ids():
+        emu.set_segment_flags(segment_id, is_processing=False)
+    timeline = Timeline(postgres_loader, truth)
+
+    for step in range(3):
+        if step:
+            every_kind_of_change(emu, step, timeline.deleted)
+        stats = timeline.run_and_check()
+
+    timeline.check_history()
+    assert stats.segments_deleted == sorted(timeline.deleted)
+    assert postgres_loader.left()

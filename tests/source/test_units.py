@@ -9,8 +9,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from sources.klaviyo import klaviyo_source
 from sources.klaviyo.client import api_path
-from sources.klaviyo.exceptions import KlaviyoAuthError, find_klaviyo_error, redact
+from sources.klaviyo.exceptions import (
+    KlaviyoAuthError,
+    KlaviyoConfigError,
+    find_klaviyo_error,
+    redact,
+)
 from sources.klaviyo.filters import (
     format_filter_datetime,
     joined_since_filter,
@@ -18,14 +24,20 @@ from sources.klaviyo.filters import (
     utc_now,
 )
 from sources.klaviyo.memberships import plan_walks, profile_params
+from sources.klaviyo.options import validate_options
 from sources.klaviyo.ratelimit import EndpointLimiter, Interrupted
+from sources.klaviyo.reconcile import Closure, MembershipComparison, ReconcilePolicy
 from sources.klaviyo.rows import (
+    history_table,
     memberships_table,
     profile_layout,
     profiles_table,
+    segment_state_row,
     segment_tag_changes,
     segment_tag_ids,
+    segment_tombstone,
 )
+from sources.klaviyo.walker import profile_ids_page_size
 
 UTC = timezone.utc
 
@@ -232,8 +244,16 @@ def test_memberships_table() -> None:
             "segment_id": "S1",
             "profile_id": "P1",
             "joined_group_at": datetime(2024, 1, 1, tzinfo=UTC),
+            "is_member": True,
+            "left_at": None,
         },
-        {"segment_id": "S2", "profile_id": "P1", "joined_group_at": None},
+        {
+            "segment_id": "S2",
+            "profile_id": "P1",
+            "joined_group_at": None,
+            "is_member": True,
+            "left_at": None,
+        },
     ]
 
 
@@ -290,3 +310,182 @@ def test_segment_tag_changes_delete_what_disappeared() -> None:
 def test_segment_without_linkage_is_not_taken_for_untagged() -> None:
     assert segment_tag_ids({"id": "A", "relationships": {"tags": {"links": {}}}}) is None
     assert segment_tag_ids({"id": "A", "relationships": {"tags": {"data": []}}}) == []
+
+
+NOW = datetime(2026, 7, 20, 12, tzinfo=UTC)
+
+
+def _segment(segment_id: str, active: bool = True, processing: bool = False) -> dict[str, object]:
+    return {"id": segment_id, "attributes": {"is_active": active, "is_processing": processing}}
+
+
+def test_reconcile_policy() -> None:
+    policy = ReconcilePolicy(every_hours=24)
+    active = _segment("A")
+    assert policy.is_due(active, None, NOW)  # never reconciled
+    assert not policy.is_due(active, NOW - timedelta(hours=20), NOW)
+    # a daily job that starts a few minutes early still reconciles every day
+    assert policy.is_due(active, NOW - timedelta(hours=23, minutes=50), NOW)
+    assert not policy.is_due(_segment("I", active=False), None, NOW)
+    assert not policy.is_due(_segment("P", processing=True), None, NOW)
+    assert ReconcilePolicy(every_hours=0).is_due(active, NOW, NOW)
+
+    forced = ReconcilePolicy.from_options(24, ["I", "P"], inactive=False)
+    assert forced.is_due(_segment("I", active=False), NOW, NOW)
+    assert not forced.is_due(_segment("P", processing=True), NOW, NOW)
+    assert not forced.is_due(active, NOW, NOW)
+    everything = ReconcilePolicy.from_options(24, ["all"], inactive=False)
+    assert everything.is_due(active, NOW, NOW)
+    assert not everything.is_due(_segment("I", active=False), NOW, NOW)
+    assert ReconcilePolicy(24, inactive=True).is_due(_segment("I", active=False), None, NOW)
+
+
+def _at(hour: int) -> datetime:
+    return datetime(2026, 7, 1, hour, tzinfo=UTC)
+
+
+def test_comparison_finds_leaves_rejoins_and_late_joiners() -> None:
+    known = {
+        "stays": (_at(1),),
+        "leaves": (_at(2),),
+        "rejoined": (_at(3),),
+        "twice": (_at(1), _at(4)),  # re-joined between two reconciliations
+        "gone twice": (_at(1), _at(5)),
+    }
+    comparison = MembershipComparison(known)
+    comparison.listed(["stays", "rejoined", "twice", "late", "new"])
+    comparison.walked("rejoined", _at(6))
+    comparison.walked("new", _at(7))
+
+    assert comparison.late_joiners == {"late"}
+    closures = set(comparison.closures(NOW))
+    assert closures == {
+        Closure("leaves", _at(2), NOW, True),
+        Closure("rejoined", _at(3), _at(6), False),
+        Closure("twice", _at(1), _at(4), False),
+        Closure("gone twice", _at(1), _at(5), False),
+        Closure("gone twice", _at(5), NOW, True),
+    }
+
+
+def test_comparison_walked_member_is_not_a_leave() -> None:
+    # joined after the id walk: the profile walk still sees it
+    comparison = MembershipComparison({"P": (_at(1),)})
+    comparison.listed([])
+    comparison.walked("P", _at(1))
+    assert list(comparison.closures(NOW)) == []
+    assert comparison.late_joiners == set()
+
+
+def test_profile_id_page_size_follows_the_revision() -> None:
+    assert profile_ids_page_size("2024-06-15") == 1000
+    assert profile_ids_page_size("2024-07-15.pre") == 1000
+    assert profile_ids_page_size("2024-10-15") == 100
+    assert profile_ids_page_size("2026-07-15") == 100
+
+
+def test_plan_walks_reconciles_due_segments_and_full_walks() -> None:
+    segments = [_segment("A"), _segment("B"), _segment("C"), _segment("P", processing=True)]
+    cursors = {"A": "2024-05-01T00:00:00+00:00", "B": "2024-05-01T00:00:00+00:00"}
+    reconciled = {"A": NOW.isoformat(), "B": (NOW - timedelta(days=2)).isoformat()}
+
+    walks = {
+        w.segment_id: w
+        for w in plan_walks(segments, [cursors], None, [reconciled], ReconcilePolicy(), NOW)
+    }
+
+    assert not walks["A"].reconcile  # reconciled just now
+    assert walks["B"].reconcile  # two days ago
+    assert walks["C"].reconcile and walks["C"].cursor is None  # a first load reads everyone
+    assert not walks["P"].reconcile
+    assert not any(w.reconcile for w in plan_walks(segments, [cursors], None))
+
+
+def test_tombstone_repeats_the_last_row() -> None:
+    row = {
+        "id": "A",
+        "name": "VIP",
+        "definition": {"condition_groups": []},
+        "created": datetime(2024, 1, 1, tzinfo=UTC),
+        "updated": datetime(2024, 2, 1, tzinfo=UTC),
+        "is_active": True,
+        "is_processing": False,
+        "is_starred": False,
+        "deleted_at": None,
+    }
+    kept = segment_state_row(row)
+    assert json.loads(json.dumps(kept)) == kept  # state holds JSON
+
+    tombstone = segment_tombstone(kept, NOW)
+
+    assert tombstone == {**row, "deleted_at": NOW}
+
+
+def test_history_table_rows() -> None:
+    table = history_table(
+        [("S", _profile("P1", joined_group_at="2024-01-01T00:00:00Z")), ("S", _profile("P2"))],
+        [
+            ("S", Closure("P3", _at(1), _at(2), False)),
+            ("S", Closure("P3", _at(2), NOW, True)),
+        ],
+    )
+    assert table.to_pylist() == [
+        {
+            "segment_id": "S",
+            "profile_id": "P1",
+            "joined_group_at": datetime(2024, 1, 1, tzinfo=UTC),
+            "left_at": None,
+        },
+        {"segment_id": "S", "profile_id": "P3", "joined_group_at": _at(1), "left_at": _at(2)},
+        {"segment_id": "S", "profile_id": "P3", "joined_group_at": _at(2), "left_at": NOW},
+    ]
+    leaves = memberships_table([], [("S", Closure("P3", _at(2), NOW, True))]).to_pylist()
+    assert leaves == [
+        {
+            "segment_id": "S",
+            "profile_id": "P3",
+            "joined_group_at": _at(2),
+            "is_member": False,
+            "left_at": NOW,
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        ({"reconcile_every_hours": -1}, "reconcile_every_hours must be a number of hours >= 0"),
+        ({"reconcile_every_hours": "daily"}, "reconcile_every_hours must be"),
+        ({"reconcile_inactive": "maybe"}, "reconcile_inactive must be true or false"),
+    ],
+)
+def test_bad_reconcile_options(options: dict[str, object], fragment: str) -> None:
+    arguments: dict[str, object] = {
+        "api_key": "pk_" + "a" * 34,
+        "base_url": "http://127.0.0.1:1",
+        **options,
+    }
+    with pytest.raises(KlaviyoConfigError) as raised:
+        klaviyo_source(**arguments)
+    assert fragment in str(raised.value)
+
+
+def test_reconcile_options_are_normalised() -> None:
+    options = validate_options(
+        "pk_" + "a" * 34,
+        None,
+        "2026-07-15",
+        None,
+        None,
+        None,
+        None,
+        4,
+        30,
+        8,
+        reconcile_every_hours="12.5",
+        reconcile_segments="all, Y6nRLr",
+        reconcile_inactive="true",
+    )
+    assert options.reconcile_every_hours == 12.5
+    assert options.reconcile_segments == ("all", "Y6nRLr")
+    assert options.reconcile_inactive is True

@@ -1,0 +1,291 @@
+"""What a worker thread does for one segment: walk its profiles, and reconcile it when due.
+
+A worker talks to Klaviyo and to the destination (through `KnownMemberships`) and puts
+events on the run's page queue: pages of members, closed stays, and finally `Finished`.
+It never touches dlt state; the generator thread does, after the rows were handed to dlt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dlt.common import logger
+
+from . import settings
+from .client import KlaviyoClient, api_path
+from .exceptions import KlaviyoNotFoundError
+from .filters import filter_bound, format_state_datetime, joined_since_filter
+from .known import KnownMemberships
+from .ratelimit import Interrupted
+from .reconcile import Closure, MembershipComparison, everyone_leaves
+from .rows import Resource, joined_group_at
+from .stats import ExtractionStats
+
+
+@dataclass(frozen=True)
+class SegmentWalk:
+    """What to fetch for one segment.
+
+    Attributes:
+        segment_id: The segment.
+        cursor: Its cursor (last joined_group_at loaded), None before its first load.
+        since: Lower bound of joined_group_at to request; None fetches every member.
+        advance: False while Klaviyo is still computing the segment: its cursor stays put.
+        reconcile: Compare the members with the open stays in the destination and close
+            the stays that ended. With a cursor, this walks the segment's profile ids first.
+        start_date: The earliest joined_group_at loaded at all (the source's `start_date`).
+    """
+
+    segment_id: str
+    cursor: datetime | None
+    since: datetime | None
+    advance: bool = True
+    reconcile: bool = False
+    start_date: datetime | None = None
+
+
+@dataclass
+class Page:
+    """Members of one segment, as profile resources."""
+
+    segment_id: str
+    profiles: list[Resource]
+
+
+@dataclass
+class Closed:
+    """Stays of one segment that ended."""
+
+    segment_id: str
+    closures: list[Closure]
+
+
+@dataclass
+class Finished:
+    """A segment is done: every event about it is on the queue before this one.
+
+    Attributes:
+        segment_id: The segment.
+        cursor: The cursor it may advance to; None leaves it as it is.
+        walked: Its members were walked (False for a segment that is only retired).
+        reconciled: Its membership was compared with what the destination holds.
+        vanished: It answered 404: deleted in Klaviyo during the run.
+        retired: Every open stay of it was closed: forget its cursors.
+    """
+
+    segment_id: str
+    cursor: str | None = None
+    walked: bool = True
+    reconciled: bool = False
+    vanished: bool = False
+    retired: bool = False
+
+
+@dataclass
+class Failed:
+    """A walk failed; the run stops with this error."""
+
+    error: BaseException
+
+
+@dataclass
+class _Progress:
+    newest: datetime | None = None
+    emitted: bool = False
+    comparison: MembershipComparison | None = None
+
+
+@dataclass
+class SegmentWorker:
+    """Walks segments for one run; `walk` and `retire` run in worker threads.
+
+    Attributes:
+        client: Shared HTTP client.
+        pages: The run's bounded event queue.
+        stop: Set when the run stops; every wait and put gives up.
+        stats: Progress counters.
+        known: Reader of the destination's open stays; None disables reconciliation.
+        detected_at: The run's time: when the leaves it finds were seen.
+    """
+
+    client: KlaviyoClient
+    pages: queue.Queue
+    stop: threading.Event
+    stats: ExtractionStats
+    known: KnownMemberships | None
+    detected_at: datetime
+
+    def walk(self, walk: SegmentWalk, params: dict[str, str]) -> None:
+        """Loads one segment's members (from its cursor) and reconciles it if asked."""
+        progress = _Progress()
+        try:
+            self._walk(walk, params, progress)
+        except Interrupted:
+            return
+        except KlaviyoNotFoundError as exc:
+            self._vanished(walk.segment_id, progress, exc)
+        except BaseException as exc:
+            self._put_quietly(Failed(exc))
+
+    def retire(self, segment_id: str) -> None:
+        """Closes every open stay of a segment that Klaviyo no longer lists."""
+        try:
+            known = self.known.open_stays(segment_id) if self.known else {}
+            self._put_closures(segment_id, everyone_leaves(known, self.detected_at))
+            self._put(Finished(segment_id, walked=False, retired=True))
+        except Interrupted:
+            return
+        except BaseException as exc:
+            self._put_quietly(Failed(exc))
+
+    def _walk(self, walk: SegmentWalk, params: dict[str, str], progress: _Progress) -> None:
+        segment_id = walk.segment_id
+        if walk.reconcile and self.known is not None:
+            progress.comparison = MembershipComparison(self.known.open_stays(segment_id))
+        comparison = progress.comparison
+        # One bound for both sides: the walk from the cursor reads >= bound, a catch-up < bound.
+        bound = filter_bound(walk.since) if walk.since is not None else None
+        if comparison is not None and walk.cursor is not None:
+            self._list_profile_ids(walk, comparison)
+        self._fetch_profiles(walk, params, bound, None, progress)
+        if comparison is not None and bound is not None and comparison.late_joiners:
+            self._fetch_profiles(walk, params, walk.start_date, bound, progress)
+        if comparison is not None:
+            self._put_closures(segment_id, comparison.closures(self.detected_at))
+        newest = progress.newest
+        cursor = format_state_datetime(newest) if newest and walk.advance else None
+        self._put(Finished(segment_id, cursor, reconciled=comparison is not None))
+
+    def _list_profile_ids(self, walk: SegmentWalk, comparison: MembershipComparison) -> None:
+        revision = self.client.revision
+        params = {"page[size]": str(profile_ids_page_size(revision))}
+        if walk.start_date is not None:
+            params["filter"] = joined_since_filter(walk.start_date)
+        path = api_path(settings.SEGMENT_PROFILE_IDS_PATH, revision, segment_id=walk.segment_id)
+        operation = "get_segment_relationships_profiles"
+        for page in self.client.paginate(path, params, operation, walk.segment_id):
+            if self.stop.is_set():
+                raise Interrupted()
+            comparison.listed(
+                item["id"]
+                for item in page.get("data") or []
+                if isinstance(item, dict) and item.get("id")
+            )
+
+    def _fetch_profiles(
+        self,
+        walk: SegmentWalk,
+        params: Mapping[str, str],
+        since: datetime | None,
+        before: datetime | None,
+        progress: _Progress,
+    ) -> None:
+        """Walks members joined at or after `since`, and before `before` when given (a
+        catch-up of members that joined below the cursor; pages come sorted by join time)."""
+        query = dict(params)
+        if since is not None:
+            query["filter"] = joined_since_filter(since)
+        revision = self.client.revision
+        path = api_path(settings.SEGMENT_PROFILES_PATH, revision, segment_id=walk.segment_id)
+        comparison = progress.comparison
+        for page in self.client.paginate(path, query, "get_segment_profiles", walk.segment_id):
+            profiles = _profiles(page)
+            joined = [joined_group_at(p) for p in profiles]
+            reached = before is not None and any(j is not None and j >= before for j in joined)
+            if before is not None:
+                kept = [
+                    (p, j) for p, j in zip(profiles, joined, strict=True) if j is None or j < before
+                ]
+                profiles, joined = [p for p, _ in kept], [j for _, j in kept]
+            self._count_new(walk, profiles, joined, before is not None, comparison)
+            stamps = [j for j in joined if j is not None]
+            if stamps:
+                progress.newest = max(progress.newest or stamps[0], *stamps)
+            if comparison is not None:
+                for profile, stamp in zip(profiles, joined, strict=True):
+                    comparison.walked(profile["id"], stamp)
+            self._put(Page(walk.segment_id, profiles))
+            progress.emitted = progress.emitted or bool(profiles)
+            if reached:
+                return
+
+    def _count_new(
+        self,
+        walk: SegmentWalk,
+        profiles: list[Resource],
+        joined: list[datetime | None],
+        catch_up: bool,
+        comparison: MembershipComparison | None,
+    ) -> None:
+        if catch_up and comparison is not None:
+            fresh = sum(1 for p in profiles if p["id"] in comparison.late_joiners)
+        else:
+            fresh = sum(
+                1 for j in joined if j is not None and (walk.cursor is None or j > walk.cursor)
+            )
+        self.stats.add(new_memberships=fresh)
+
+    def _vanished(self, segment_id: str, progress: _Progress, error: KlaviyoNotFoundError) -> None:
+        logger.warning(f"{error}; it was deleted during the run: its memberships are closed")
+        try:
+            if progress.emitted:
+                # This run already loads some of its members as current: a closure of the same
+                # stay in the same load would race with it. The next run retires the segment.
+                self._put(Finished(segment_id, vanished=True))
+                return
+            comparison = progress.comparison
+            known = comparison.known if comparison is not None else None
+            if known is None:
+                known = self.known.open_stays(segment_id) if self.known else {}
+            self._put_closures(segment_id, everyone_leaves(known, self.detected_at))
+            self._put(Finished(segment_id, vanished=True, retired=True))
+        except Interrupted:
+            return
+        except BaseException as exc:
+            self._put_quietly(Failed(exc))
+
+    def _put_closures(self, segment_id: str, closures: Iterable[Closure]) -> None:
+        chunk: list[Closure] = []
+        for closure in closures:
+            chunk.append(closure)
+            if len(chunk) >= settings.MEMBERSHIP_BATCH_ROWS:
+                self._put(Closed(segment_id, chunk))
+                chunk = []
+        if chunk:
+            self._put(Closed(segment_id, chunk))
+
+    def _put(self, event: Any) -> None:
+        while True:
+            if self.stop.is_set():
+                raise Interrupted()
+            try:
+                self.pages.put(event, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _put_quietly(self, event: Any) -> None:
+        with contextlib.suppress(Interrupted):
+            self._put(event)
+
+
+def profile_ids_page_size(revision: str) -> int:
+    """The largest page of get_segment_relationships_profiles the revision allows."""
+    if revision.split(".", 1)[0] >= settings.PROFILE_IDS_PAGE_100_FROM:
+        return settings.SEGMENT_PROFILE_IDS_PAGE_SIZE
+    return settings.SEGMENT_PROFILE_IDS_PAGE_SIZE_BEFORE_2024_10_15
+
+
+def _profiles(page: Mapping[str, Any]) -> list[Resource]:
+    # Only id and attributes travel on: links and relationships would triple the batch.
+    return [
+        {"id": p["id"], "attributes": p.get("attributes") or {}}
+        for p in page.get("data") or []
+        if isinstance(p, dict) and p.get("id")
+    ]
