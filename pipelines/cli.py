@@ -75,6 +75,20 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--workers", type=int, help="segments walked at once (default: 4)")
     run.add_argument(
+        "--reconcile",
+        nargs="*",
+        metavar="SEGMENT_ID",
+        help="reconcile these segments on this run (no ids: every active segment), whatever their age",
+    )
+    run.add_argument(
+        "--reconcile-every-hours",
+        type=float,
+        help="reconcile a segment whose last reconciliation is this old (default: 24; 0: every run)",
+    )
+    run.add_argument(
+        "--reconcile-inactive", action="store_true", help="reconcile inactive segments too"
+    )
+    run.add_argument(
         "--full-refresh",
         action="store_true",
         help="drop the tables and cursors, then load all again",
@@ -91,8 +105,18 @@ def source_options(args: argparse.Namespace) -> dict[str, Any]:
         "segment_ids": args.segment_ids,
         "start_date": args.start_date,
         "max_workers": args.workers,
+        "reconcile_segments": _reconcile_segments(args.reconcile),
+        "reconcile_every_hours": args.reconcile_every_hours,
+        "reconcile_inactive": True if args.reconcile_inactive else None,
     }
     return {name: value for name, value in given.items() if value is not None}
+
+
+def _reconcile_segments(reconcile: list[str] | None) -> list[str] | None:
+    # `--reconcile` alone means every segment; absent means the policy decides.
+    if reconcile is None:
+        return None
+    return reconcile or ["all"]
 
 
 def command_run(args: argparse.Namespace) -> int:

@@ -17,7 +17,8 @@ from .progress import print_summary
 EXAMPLE_QUERIES = {
     "Members per segment (current)": """
         select s.name, count(m.profile_id) as members
-        from segments s left join segment_memberships m on m.segment_id = s.id
+        from segments s
+        left join segment_memberships m on m.segment_id = s.id and m.is_member
         group by s.name order by members desc, s.name limit 10""",
     "Segments carrying each tag": """
         select t.name as tag, string_agg(s.name, ', ' order by s.name) as segments
@@ -27,7 +28,12 @@ EXAMPLE_QUERIES = {
         select s.name as segment, p.email, m.joined_group_at
         from segment_memberships m
         join segments s on s.id = m.segment_id join profiles p on p.id = m.profile_id
+        where m.is_member
         order by m.joined_group_at desc, p.email limit 5""",
+    "Leaves seen by reconciliation, per segment": """
+        select s.name, count(*) as left_members, max(m.left_at) as seen_at
+        from segment_memberships m join segments s on s.id = m.segment_id
+        where not m.is_member group by s.name order by s.name""",
 }
 
 
@@ -49,11 +55,11 @@ def run_demo(folder: str) -> int:
         print("Run 1: full load")
         _run_and_report(pipeline, emu, options)
 
-        print("\nChanging the emulator: new joins, a re-join, a new segment, a tag unlinked")
+        print("\nChanging the emulator: joins, leaves, a re-join, a new segment, a tag unlinked")
         print("  " + "\n  ".join(_mutate(emu)))
 
-        print("\nRun 2: incremental (one cursor per segment)")
-        _run_and_report(pipeline, emu, options)
+        print("\nRun 2: incremental (one cursor per segment), reconciling every segment")
+        _run_and_report(pipeline, emu, {**options, "reconcile_segments": ["all"]})
 
     print(f"\nExample queries on {database}:")
     _print_queries(pipeline)
@@ -78,14 +84,19 @@ def _mutate(emu: Emulator) -> list[str]:
     for number in range(25):
         profile_id = emu.create_profile(email=f"new.member{number}@example.com", first_name="New")
         emu.add_member(first, profile_id, joined_group_at=now - timedelta(minutes=number))
-    rejoiner = next(iter(emu.members(second)))
+    members = iter(emu.members(second))
+    rejoiner = next(members)
     emu.add_member(second, rejoiner, joined_group_at=now)
+    leavers = [next(members) for _ in range(10)]
+    for profile_id in leavers:
+        emu.remove_member(second, profile_id)
     fresh = emu.create_segment("Demo: created between runs")
     for profile_id in list(emu.members(first))[:40]:
         emu.add_member(fresh, profile_id, joined_group_at=now - timedelta(hours=1))
     changes = [
         f"25 new profiles joined segment {emu.segment(first)['name']!r}",
         f"profile {rejoiner} re-joined segment {emu.segment(second)['name']!r}",
+        f"{len(leavers)} profiles left segment {emu.segment(second)['name']!r}",
         f"segment {emu.segment(fresh)['name']!r} created with 40 members",
     ]
     tagged = next((sid for sid in emu.segment_ids() if emu.segment_tags(sid)), None)

@@ -16,6 +16,10 @@ _KEY_PATTERN = re.compile(r"pk_[A-Za-z0-9]{6,}")
 _MAX_LENGTH = 400
 
 
+class PipelineConfigError(ValueError):
+    """A pipeline option that cannot work; its message is the whole explanation."""
+
+
 def describe_failure(error: BaseException) -> str:
     """One line, without the API key, saying why the run failed.
 
@@ -27,7 +31,7 @@ def describe_failure(error: BaseException) -> str:
     """
     chain = list(_exception_chain(error))
     for cause in chain:
-        if isinstance(cause, KlaviyoError):
+        if isinstance(cause, (KlaviyoError, PipelineConfigError)):
             return _one_line(str(cause))
     for cause in chain:
         if isinstance(cause, ConfigFieldMissingException):

@@ -9,18 +9,27 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dlt
 from dlt.common.destination import Destination
 from dlt.common.pipeline import get_dlt_pipelines_dir
 
+from pipelines.errors import PipelineConfigError
 from sources.klaviyo import ExtractionStats, klaviyo_source
 
 PIPELINE_NAME = "klaviyo_segments"
 DATASET_NAME = "klaviyo"
 DUCKDB_FILE = "klaviyo_segments.duckdb"
-TABLES = ("segments", "tags", "segment_tags", "profiles", "segment_memberships")
+TABLES = (
+    "segments",
+    "tags",
+    "segment_tags",
+    "profiles",
+    "segment_memberships",
+    "segment_membership_history",
+)
 
 
 @dataclass
@@ -56,7 +65,18 @@ def make_pipeline(
     duckdb_file: str | None = None,
     pipelines_dir: str | None = None,
 ) -> dlt.Pipeline:
-    """Create (or attach to) the named pipeline; its state holds the per-segment cursors."""
+    """Create (or attach to) the named pipeline; its state holds the per-segment cursors.
+
+    Raises:
+        PipelineConfigError: The DuckDB file is named like the dataset, which DuckDB cannot
+            tell apart in queries.
+    """
+    database = Path(duckdb_file or DUCKDB_FILE).stem
+    if destination == "duckdb" and database == dataset_name:
+        raise PipelineConfigError(
+            f"the DuckDB file {database}.duckdb and the dataset {dataset_name!r} share a name, "
+            "which DuckDB cannot tell apart; choose another --duckdb-file or --dataset"
+        )
     return dlt.pipeline(
         pipeline_name=pipeline_name,
         destination=make_destination(destination, duckdb_file),
@@ -90,6 +110,10 @@ def load_segments(
     if resources:
         source = source.with_resources(*resources)
     started = time.monotonic()
+    if pipeline.has_pending_data:
+        # A run killed or failed after extracting left packages behind: load them first,
+        # since dlt's run would stop after them and extract nothing new.
+        pipeline.run()
     if full_refresh:
         pipeline.run(source, refresh="drop_sources")
     else:

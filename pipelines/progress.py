@@ -86,3 +86,18 @@ def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
             f"requests {stats.requests:,}, 429s {stats.throttled}, retries {stats.retries}",
             file=out,
         )
+        reconciled = stats.segments_reconciled
+        print(
+            f"  reconciled {len(reconciled)} segment(s){_ids(reconciled)}, "
+            f"leaves found {stats.leaves:,}",
+            file=out,
+        )
+        if stats.segments_deleted:
+            print(f"  segments deleted in Klaviyo: {', '.join(stats.segments_deleted)}", file=out)
+
+
+def _ids(segment_ids: list[str], shown: int = 10) -> str:
+    if not segment_ids:
+        return ""
+    more = f" and {len(segment_ids) - shown} more" if len(segment_ids) > shown else ""
+    return f" ({', '.join(segment_ids[:shown])}{more})"
