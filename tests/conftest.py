@@ -42,6 +42,15 @@ def emu() -> Iterator[object]:
         yield emulator
 
 
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backoff in milliseconds, so retry tests stay fast; the retry bounds stay the real ones."""
+    from sources.klaviyo import settings
+
+    monkeypatch.setattr(settings, "RETRY_BACKOFF_BASE", 0.01)
+    monkeypatch.setattr(settings, "RETRY_BACKOFF_CAP", 0.05)
+
+
 def _postgres_answers() -> bool:
     try:
         import psycopg2

@@ -216,13 +216,6 @@ def warehouse_factory(pipelines_dir: str, tmp_path: Path) -> Callable[[str], War
 
 
 @pytest.fixture
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Backoff in milliseconds, so retry tests stay fast; the bounds stay the real ones."""
-    monkeypatch.setattr(settings, "RETRY_BACKOFF_BASE", 0.01)
-    monkeypatch.setattr(settings, "RETRY_BACKOFF_CAP", 0.05)
-
-
-@pytest.fixture
 def small_pages(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     """Five profiles per page and small batches, so a walk spans many pages and batches."""
     monkeypatch.setattr(settings, "SEGMENT_PROFILES_PAGE_SIZE", 5)

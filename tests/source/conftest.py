@@ -201,13 +201,6 @@ def emulator_clock(emu: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 @pytest.fixture
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Backoff in milliseconds, so retry tests stay fast."""
-    monkeypatch.setattr(settings, "RETRY_BACKOFF_BASE", 0.01)
-    monkeypatch.setattr(settings, "RETRY_BACKOFF_CAP", 0.05)
-
-
-@pytest.fixture
 def small_pages(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     """Three profiles per page, so ties and cursors cross page boundaries."""
     monkeypatch.setattr(settings, "SEGMENT_PROFILES_PAGE_SIZE", 3)
