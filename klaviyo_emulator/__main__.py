@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -53,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault-kind", choices=sorted(FAULT_KINDS), default="503")
     parser.add_argument("--profiles", type=int, default=None, help="override the preset's size")
     parser.add_argument("--memberships", type=int, default=None, help="override the preset's size")
+    parser.add_argument(
+        "--stats-file",
+        default=None,
+        help="on stopping, write request counts and rate-limit windows to this file as JSON",
+    )
     return parser
 
 
@@ -87,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"api_key={emulator.api_key}", flush=True)
         while not stop.wait(0.5):
             pass
+    if args.stats_file:
+        with open(args.stats_file, "w", encoding="utf-8") as output:
+            json.dump(emulator.report(), output)
     print("stopped", file=sys.stderr, flush=True)
     return 0
 

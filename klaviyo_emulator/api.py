@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -19,8 +19,8 @@ from .params import Query
 from .render import (
     Context,
     ProfileFragments,
-    joined_bytes,
-    profile_fragment,
+    profile_resource_json,
+    profile_template,
     segment_resource,
     select_profile_attributes,
     tag_resource,
@@ -166,19 +166,19 @@ class Operations:
         fields = query.fields.get("profile")
         with_joined = fields is None or "joined_group_at" in fields
         shape = (ctx.base, ctx.slash, ctx.newer, fields, query.additional, with_joined)
-        cache, mutated = self.fragments, self.store.is_mutated_profile
-        chunks = []
-        for key in page.keys:
-            if mutated(key & INDEX_MASK):
-                chunks.append(self._profile_json(request, key, with_joined))
-                continue
-            chunk = cache.get(key, shape)
-            if chunk is None:
-                chunk = self._profile_json(request, key, with_joined)
-                cache.put(key, shape, chunk)
-            chunks.append(chunk)
+        cache, mutated = self.fragments, self.store.mutated_profiles()
+        base, template = cache.shape_base(shape), profile_template(ctx)
+        chunks = cache.get_many([base | key for key in page.keys])
+        for position, key in enumerate(page.keys):
+            fresh = mutated and (key & INDEX_MASK) in mutated
+            if chunks[position] is None or fresh:
+                chunk = self._profile_json(request, template, key, with_joined)
+                if not fresh:
+                    cache.put(base | key, chunk)
+                chunks[position] = chunk
         links = orjson.dumps(self._links(request, page))
-        return 200, b'{"data":[' + b",".join(chunks) + b'],"links":' + links + b"}"
+        data = b",".join(cast("list[bytes]", chunks))
+        return 200, b'{"data":[' + data + b'],"links":' + links + b"}"
 
     def get_segment_relationships_profiles(self, request: Request) -> Result:
         segment = self._segment(request)
@@ -224,12 +224,20 @@ class Operations:
             "_kx": None,
         }
 
-    def _profile_json(self, request: Request, key: int, with_joined: bool) -> bytes:
+    def _profile_json(
+        self, request: Request, template: list[bytes], key: int, with_joined: bool
+    ) -> bytes:
         index = key & INDEX_MASK
-        attributes = self._profile_attributes(request, index)
-        profile_id = self.store.profile_id(index)
-        head, tail = profile_fragment(request.ctx, profile_id, attributes, with_joined)
-        return head + joined_bytes(key_epoch(key)) + tail if with_joined else head
+        query, store = request.query, self.store
+        joined = key_epoch(key) if with_joined else None
+        default_shape = query.fields.get("profile") is None and not query.additional
+        if default_shape and not store.is_mutated_profile(index):
+            # A generated profile in the usual shape: straight to JSON, no dict in between.
+            profile_id, created = store.factory.identity(index)
+            encoded = store.factory.attributes_json(index, created)
+            return profile_resource_json(template, profile_id, encoded, joined)
+        encoded = orjson.dumps(self._profile_attributes(request, index))
+        return profile_resource_json(template, store.profile_id(index), encoded, joined)
 
     def _profile_attributes(self, request: Request, index: int) -> dict[str, Any]:
         query = request.query

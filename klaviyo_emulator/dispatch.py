@@ -82,7 +82,7 @@ class Dispatcher:
             response = _error_response(_internal_error())
         finally:
             status = None if response is None or response.delivery == "drop" else response.status
-            self.stats.end(operation, status)
+            self.stats.end(operation, status, route.segment_id)
         return response
 
     def _answer(

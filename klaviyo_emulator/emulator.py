@@ -133,6 +133,23 @@ class Emulator:
         """Move the clock forward (also the rate-limit windows)."""
         self._store.advance_clock(seconds)
 
+    def report(self) -> dict[str, Any]:
+        """Request counters and per-window rate-limit counts so far, ready for `json.dumps`.
+
+        Window starts are on the limiter's clock: `time.monotonic()` plus `advance_clock` time.
+        """
+        stats = self.stats
+        return {
+            "requests": dict(stats.requests),
+            "requests_by_segment": dict(stats.requests_by_segment),
+            "statuses": {str(status): count for status, count in stats.statuses.items()},
+            "throttled": stats.throttled,
+            "total": stats.total,
+            "max_in_flight": stats.max_in_flight,
+            "rate_limit_scale": self._limiter.scale,
+            "steady_windows": self._limiter.steady_windows(),
+        }
+
     def _monotonic(self) -> float:
         return time.monotonic() + self._store.clock_offset
 

@@ -6,14 +6,30 @@ import hashlib
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = tuple(CROCKFORD[i >> 5] + CROCKFORD[i & 31] for i in range(1024))
+_PERSON = b"klaviyo-emu"
 ALPHANUMERIC = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
 def digest(seed: int, kind: str, number: int, size: int = 16) -> bytes:
     """Stable pseudo-random bytes for (seed, kind, number)."""
     return hashlib.blake2b(
-        f"{seed}:{kind}:{number}".encode(), digest_size=size, person=b"klaviyo-emu"
+        f"{seed}:{kind}:{number}".encode(), digest_size=size, person=_PERSON
     ).digest()
+
+
+class Digester:
+    """`digest(seed, kind, number, size)` for one (seed, kind, size), at half the cost.
+
+    The hash state after `seed:kind:` is kept and copied, so each number hashes only its digits.
+    """
+
+    def __init__(self, seed: int, kind: str, size: int) -> None:
+        self._prefix = hashlib.blake2b(f"{seed}:{kind}:".encode(), digest_size=size, person=_PERSON)
+
+    def __call__(self, number: int) -> bytes:
+        state = self._prefix.copy()
+        state.update(b"%d" % number)
+        return state.digest()
 
 
 def ulid(created_ms: int, randomness: bytes) -> str:
@@ -24,6 +40,7 @@ def ulid(created_ms: int, randomness: bytes) -> str:
     """
     v = (created_ms << 80) | int.from_bytes(randomness, "big")
     # 130 bits as 13 ten-bit groups, each two characters; unrolled because it runs per profile.
+    # (A table of three-character groups needs fewer lookups but misses the CPU cache more.)
     p = _PAIRS
     return (
         p[v >> 120 & 1023] + p[v >> 110 & 1023] + p[v >> 100 & 1023] + p[v >> 90 & 1023]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import unicodedata
 from typing import Any
+
+import orjson
 
 from . import ids
 from .settings import DATASET_ANCHOR, DATASET_SPAN_SECONDS
@@ -26,6 +27,8 @@ TITLES = ("Regional Manager", "Engineer", "Buyer", "Founder", "Designer", "Analy
 LOCALES = ("en-US", "en-GB", "de-DE", "fr-FR", "es-ES", "ja-JP", "pt-BR")
 PLANS = ("free", "basic", "pro", "enterprise")
 CHANNELS = ("email", "sms", "push")
+FREQUENCIES = ("daily", "weekly", "monthly")
+COLOURS = ("bleu", "grün", "赤", "verde")
 # (city, country, region, zip, timezone, latitude, longitude)
 PLACES = (
     ("Boston", "United States", "MA", "02110", "America/New_York", 42.3601, -71.0589),
@@ -81,50 +84,66 @@ class ProfileFactory:
         self.start = int(DATASET_ANCHOR.timestamp()) - DATASET_SPAN_SECONDS
         # Leave the last tenth of the span for memberships that follow the newest profile.
         self.step = max(1, (DATASET_SPAN_SECONDS * 9 // 10) // max(count, 1))
+        self._core_digest = ids.Digester(seed, "profile", 14)
+        self._attributes_digest = ids.Digester(seed, "profile-attributes", 64)
 
     def created_epoch(self, index: int) -> int:
         return self._core(index)[0]
 
     def profile_id(self, index: int) -> str:
+        return self.identity(index)[0]
+
+    def identity(self, index: int) -> tuple[str, int]:
+        """(profile id, created epoch) of a profile, from one hash."""
         created, randomness = self._core(index)
-        return ids.ulid(created * 1000, randomness)
+        return ids.ulid(created * 1000, randomness), created
 
     def _core(self, index: int) -> tuple[int, bytes]:
         """(created epoch, ULID randomness) of a profile, from one hash."""
-        raw = ids.digest(self.seed, "profile", index, 14)
+        raw = self._core_digest(index)
         jitter = int.from_bytes(raw[10:], "big") % self.step
         return self.start + index * self.step + jitter, raw[:10]
 
     def attributes(self, index: int) -> dict[str, Any]:
-        """The default attributes as the API renders them (no joined_group_at).
+        """The default attributes as the API renders them (no joined_group_at)."""
+        document: dict[str, Any] = orjson.loads(self.attributes_json(index))
+        return document
 
-        Every choice reads its own byte of one 64-byte hash: far cheaper than a generator per
-        profile, which matters when millions of profiles are rendered on demand.
+    def attributes_json(self, index: int, created: int | None = None) -> bytes:
+        """The default attributes as the API renders them, as JSON (no joined_group_at).
+
+        This is the one definition of a generated profile; `attributes` decodes it. Pages are
+        rendered on demand, millions of profiles per walk, so this is the emulator's hottest
+        code: every choice reads its own byte of one 64-byte hash, every value drawn from a
+        fixed list was encoded at import, and a p% chance is spelled `byte * 100 < p * 256`
+        inline (a call per draw would cost more than the draw). `created` saves a hash.
         """
-        b = ids.digest(self.seed, "profile-attributes", index, 64)
-        first, last = FIRST_NAMES[b[0] % len(FIRST_NAMES)], LAST_NAMES[b[1] % len(LAST_NAMES)]
-        created = self.created_epoch(index)
+        b = self._attributes_digest(index)
+        if created is None:
+            created = self._core(index)[0]
         updated = created + (b[2] << 8 | b[3]) % 60_000 * 60
-        return {
-            "email": _email(b, first, last, index),
-            "phone_number": _phone(b, index),
-            "external_id": f"ext-{index:08d}" if _chance(b[8], 30) else None,
-            "first_name": first if _chance(b[9], 92) else None,
-            "last_name": last if _chance(b[10], 88) else None,
-            "organization": _maybe(b[11], 25, ORGANIZATIONS, b[12]),
-            "locale": _maybe(b[13], 70, LOCALES, b[14]),
-            "title": _maybe(b[15], 20, TITLES, b[16]),
-            "image": f"https://images.example.com/avatars/{index}.jpg"
-            if _chance(b[17], 10)
-            else None,
-            "created": render_epoch(created),
-            "updated": render_epoch(updated),
-            "last_event_date": render_epoch(updated - (b[19] << 8 | b[20]) % 3600)
-            if _chance(b[18], 75)
-            else None,
-            "location": _location(b, index),
-            "properties": _properties(b, index),
-        }
+        first, last = b[0] % len(FIRST_NAMES), b[1] % len(LAST_NAMES)
+        email = _NULL
+        if b[4] * 100 >= 8 * 256:
+            email = f'"{_LOCAL_PARTS[first][last]}.{index}@{DOMAINS[b[5] % len(DOMAINS)]}"'
+        external_id = f'"ext-{index:08d}"' if b[8] * 100 < 30 * 256 else _NULL
+        image = _NULL
+        if b[17] * 100 < 10 * 256:
+            image = f'"https://images.example.com/avatars/{index}.jpg"'
+        last_event = _NULL
+        if b[18] * 100 < 75 * 256:
+            last_event = f'"{render_epoch(updated - (b[19] << 8 | b[20]) % 3600)}"'
+        return (
+            f'{{"email":{email},"phone_number":{_phone(b, index)},"external_id":{external_id}'
+            f',"first_name":{_FIRST_NAMES_JSON[first] if b[9] * 100 < 92 * 256 else _NULL}'
+            f',"last_name":{_LAST_NAMES_JSON[last] if b[10] * 100 < 88 * 256 else _NULL}'
+            f',"organization":{_pick(_ORGANIZATIONS_JSON, b[12]) if b[11] * 100 < 25 * 256 else _NULL}'
+            f',"locale":{_pick(_LOCALES_JSON, b[14]) if b[13] * 100 < 70 * 256 else _NULL}'
+            f',"title":{_pick(_TITLES_JSON, b[16]) if b[15] * 100 < 20 * 256 else _NULL}'
+            f',"image":{image},"created":"{render_epoch(created)}"'
+            f',"updated":"{render_epoch(updated)}","last_event_date":{last_event}'
+            f',"location":{_location(b, index)},"properties":{_properties(b, index)}}}'
+        ).encode()
 
     def subscriptions(self, index: int, newer: bool) -> dict[str, Any]:
         """The `subscriptions` additional field; `newer` adds the channels of the 2026 revisions."""
@@ -193,50 +212,57 @@ class ProfileFactory:
         return result
 
 
-def _chance(byte: int, percent: int) -> bool:
-    return byte * 100 < percent * 256
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
-def _maybe(byte: int, percent: int, options: tuple[str, ...], pick: int) -> str | None:
-    return options[pick % len(options)] if _chance(byte, percent) else None
+_NULL = "null"
+_FIRST_NAMES_JSON = tuple(map(_json, FIRST_NAMES))
+_LAST_NAMES_JSON = tuple(map(_json, LAST_NAMES))
+_ORGANIZATIONS_JSON = tuple(map(_json, ORGANIZATIONS))
+_LOCALES_JSON = tuple(map(_json, LOCALES))
+_TITLES_JSON = tuple(map(_json, TITLES))
+_PLANS_JSON = tuple(map(_json, PLANS))
+_COLOURS_JSON = tuple(map(_json, COLOURS))
+# round(i / 10, 1) as orjson writes it, for every score the hash can draw.
+_SCORES_JSON = tuple(_json(round(i / 10, 1)) for i in range(1000))
 
 
-def _email(b: bytes, first: str, last: str, index: int) -> str | None:
-    if _chance(b[4], 8):
-        return None
-    return f"{_local_part(first, last)}.{index}@{DOMAINS[b[5] % len(DOMAINS)]}"
-
-
-@functools.lru_cache(maxsize=1024)
 def _local_part(first: str, last: str) -> str:
     plain = unicodedata.normalize("NFKD", f"{first}.{last}".lower())
     local = "".join(ch for ch in plain if ch.isascii() and ch.isalnum() or ch == ".")
     return local.strip(".") or "user"
 
 
-def _phone(b: bytes, index: int) -> str | None:
-    if _chance(b[6], 45):
-        return None
+# The ASCII local part of the e-mail address, by (first name, last name).
+_LOCAL_PARTS = tuple(
+    tuple(_local_part(first, last) for last in LAST_NAMES) for first in FIRST_NAMES
+)
+
+
+def _pick(options: tuple[str, ...], byte: int) -> str:
+    return options[byte % len(options)]
+
+
+def _phone(b: bytes, index: int) -> str:
+    if b[6] * 100 < 45 * 256:
+        return _NULL
     prefix = PHONE_PREFIXES[b[7] % len(PHONE_PREFIXES)]
-    digits = f"{index % 10_000_000:07d}"
-    return (prefix + digits)[:12] if prefix.startswith("+1") else prefix + digits
+    number = f"{prefix}{index % 10_000_000:07d}"
+    # North American numbers have 10 digits after the +1.
+    return f'"{number[:12]}"' if prefix.startswith("+1") else f'"{number}"'
 
 
-def _location(b: bytes, index: int) -> dict[str, Any] | None:
-    kind = b[21] % 10
-    if kind == 0:
-        return None
-    city, country, region, zip_code, timezone_name, lat, lon = PLACES[b[22] % len(PLACES)]
-    if kind < 4:
-        latitude: Any = f"{lat:.4f}"
-        longitude: Any = f"{lon:.4f}"
-    elif kind < 8:
+def _place_json(place: tuple[Any, ...], coordinates: str) -> str:
+    """A place's location fields from `city` to `timezone`, as they sit inside the object."""
+    city, country, region, zip_code, timezone_name, lat, lon = place
+    latitude: Any = None
+    longitude: Any = None
+    if coordinates == "text":
+        latitude, longitude = f"{lat:.4f}", f"{lon:.4f}"
+    elif coordinates == "number":
         latitude, longitude = lat, lon
-    else:
-        latitude = longitude = None
-    return {
-        "address1": f"{1 + index % 400} Main St" if _chance(b[23], 40) else None,
-        "address2": "1st floor" if _chance(b[24], 5) else None,
+    fields = {
         "city": city,
         "country": country,
         "latitude": latitude,
@@ -244,28 +270,64 @@ def _location(b: bytes, index: int) -> dict[str, Any] | None:
         "region": region,
         "zip": zip_code,
         "timezone": timezone_name,
-        "ip": f"192.0.2.{index % 250 + 1}" if _chance(b[25], 30) else None,
     }
+    return "," + _json(fields)[1:-1]
 
 
-def _properties(b: bytes, index: int) -> dict[str, Any]:
-    properties: dict[str, Any] = {"plan": PLANS[b[26] % len(PLANS)]}
-    if _chance(b[27], 60):
-        properties["lifetime_orders"] = b[28] % 40
-    if _chance(b[29], 40):
-        properties["vip"] = _chance(b[30], 30)
-    if _chance(b[31], 40):
-        properties["score"] = round((b[32] << 8 | b[33]) % 1000 / 10, 1)
-    if _chance(b[34], 35):
-        properties["preferences"] = {
-            "channels": [c for c, byte in zip(CHANNELS, b[35:38], strict=True) if byte < 128],
-            "frequency": ("daily", "weekly", "monthly")[b[38] % 3],
-            "quiet_hours": {"start": "22:00", "end": "07:00"} if _chance(b[39], 30) else None,
+# Location kinds 1-3 carry coordinates as strings, 4-7 as numbers, 8-9 none (kind 0: no location).
+_COORDINATES_BY_KIND = ("", "text", "text", "text", "number", "number", "number", "number", "", "")
+_PLACES_JSON = tuple(
+    tuple(_place_json(place, coordinates) for coordinates in _COORDINATES_BY_KIND)
+    for place in PLACES
+)
+
+
+def _location(b: bytes, index: int) -> str:
+    kind = b[21] % 10
+    if kind == 0:
+        return _NULL
+    address1 = f'"{1 + index % 400} Main St"' if b[23] * 100 < 40 * 256 else _NULL
+    address2 = '"1st floor"' if b[24] * 100 < 5 * 256 else _NULL
+    ip = f'"192.0.2.{index % 250 + 1}"' if b[25] * 100 < 30 * 256 else _NULL
+    place = _PLACES_JSON[b[22] % len(PLACES)][kind]
+    return f'{{"address1":{address1},"address2":{address2}{place},"ip":{ip}}}'
+
+
+def _preferences_json(channels_mask: int, frequency: int, quiet_hours: bool) -> str:
+    return _json(
+        {
+            "channels": [c for bit, c in enumerate(CHANNELS) if channels_mask >> bit & 1],
+            "frequency": FREQUENCIES[frequency],
+            "quiet_hours": {"start": "22:00", "end": "07:00"} if quiet_hours else None,
         }
-    if _chance(b[40], 20):
-        properties["Favourite Colour"] = ("bleu", "grün", "赤", "verde")[b[41] % 4]
-    if _chance(b[42], 10):
-        properties["signup_source"] = None
-    if _chance(b[43], 15):
-        properties["loyalty_points"] = (b[44] << 8 | b[45]) * 10**6 + index
-    return properties
+    )
+
+
+# By (channels bit mask, frequency, quiet hours), one bit per entry of CHANNELS.
+_PREFERENCES_JSON = {
+    (mask, frequency, quiet): _preferences_json(mask, frequency, quiet)
+    for mask in range(1 << len(CHANNELS))
+    for frequency in range(len(FREQUENCIES))
+    for quiet in (False, True)
+}
+
+
+def _properties(b: bytes, index: int) -> str:
+    parts = ['{"plan":', _PLANS_JSON[b[26] % len(PLANS)]]
+    if b[27] * 100 < 60 * 256:
+        parts.append(f',"lifetime_orders":{b[28] % 40}')
+    if b[29] * 100 < 40 * 256:
+        parts.append(',"vip":true' if b[30] * 100 < 30 * 256 else ',"vip":false')
+    if b[31] * 100 < 40 * 256:
+        parts += ',"score":', _SCORES_JSON[(b[32] << 8 | b[33]) % 1000]
+    if b[34] * 100 < 35 * 256:
+        mask = (b[35] < 128) | (b[36] < 128) << 1 | (b[37] < 128) << 2
+        parts += ',"preferences":', _PREFERENCES_JSON[mask, b[38] % 3, b[39] * 100 < 30 * 256]
+    if b[40] * 100 < 20 * 256:
+        parts += ',"Favourite Colour":', _COLOURS_JSON[b[41] % len(COLOURS)]
+    if b[42] * 100 < 10 * 256:
+        parts.append(',"signup_source":null')
+    if b[43] * 100 < 15 * 256:
+        parts.append(f',"loyalty_points":{(b[44] << 8 | b[45]) * 10**6 + index}')
+    parts.append("}")
+    return "".join(parts)

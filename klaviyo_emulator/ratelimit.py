@@ -13,8 +13,10 @@ import functools
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 # window lengths in (scaled) seconds; the longer ones are whole multiples of the burst second
 STEADY_WINDOW = 60
@@ -158,6 +160,8 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._scale = parse_mode(mode)
+        # (bucket, steady window index, allowed) -> requests: how full each window really was.
+        self._history: Counter[tuple[str, int, bool]] = Counter()
 
     @property
     def scale(self) -> float | None:
@@ -170,6 +174,31 @@ class RateLimiter:
         with self._lock:
             self._scale = scale
             self._buckets.clear()
+            self._history.clear()
+
+    def steady_windows(self) -> list[dict[str, Any]]:
+        """Requests allowed and rejected per bucket and steady window, oldest first.
+
+        `start` is where the window began on the limiter's clock, in unscaled seconds.
+        """
+        with self._lock:
+            history, scale = dict(self._history), self._scale
+        if scale is None:
+            return []
+        windows: dict[tuple[str, int], dict[str, Any]] = {}
+        for (bucket, index, allowed), count in sorted(history.items()):
+            window = windows.setdefault(
+                (bucket, index),
+                {
+                    "bucket": bucket,
+                    "start": index * STEADY_WINDOW / scale,
+                    "seconds": STEADY_WINDOW / scale,
+                    "allowed": 0,
+                    "rejected": 0,
+                },
+            )
+            window["allowed" if allowed else "rejected"] += count
+        return list(windows.values())
 
     def check(
         self, account: str, operation: str, revision: str, query: Mapping[str, str]
@@ -186,12 +215,15 @@ class RateLimiter:
             wait = 0.0
             for (_, limit), state in zip(buckets, states, strict=True):
                 wait = max(wait, _wait(limit, state, second, scaled_now))
+            window = second // STEADY_WINDOW
             if wait > 0:
+                self._history[buckets[0][0], window, False] += 1
                 retry_after = max(1, math.ceil(wait / scale))
                 return Decision(False, retry_after, {"Retry-After": str(retry_after)})
+            self._history[buckets[0][0], window, True] += 1
             for state in states:
                 state.burst.add(second)
-                state.steady.add(second // STEADY_WINDOW)
+                state.steady.add(window)
                 state.daily.add(second // DAILY_WINDOW)
             headers = _headers(buckets, states, second, scaled_now, scale)
         return Decision(True, 0, headers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,44 +147,60 @@ class ProfileFragments:
     """Rendered profile resources by (membership key, response shape).
 
     The key holds joined_group_at, so a re-join renders afresh; profiles changed through the
-    emulator are never cached. Two generations approximate LRU at the cost of a dict lookup:
-    when the young one fills up it becomes the old one, and hits in the old one are promoted.
+    emulator are never cached. A shape (everything besides the profile that changes its JSON)
+    gets a small number, so an entry is one int: `shape number << 64 | key`, cheap to hash.
+    Two generations approximate LRU at the cost of a dict lookup: when the young one fills up
+    it becomes the old one, and hits in the old one are promoted.
     """
 
     GENERATION_SIZE = 100_000
+    MAX_SHAPES = 64
 
     def __init__(self) -> None:
-        self._young: dict[tuple[int, Any], bytes] = {}
-        self._old: dict[tuple[int, Any], bytes] = {}
+        self._young: dict[int, bytes] = {}
+        self._old: dict[int, bytes] = {}
+        self._shapes: dict[Hashable, int] = {}
 
     def clear(self) -> None:
-        self._young, self._old = {}, {}
+        self._young, self._old, self._shapes = {}, {}, {}
 
-    def get(self, key: int, shape: Any) -> bytes | None:
-        entry = (key, shape)
-        fragment = self._young.get(entry)
-        if fragment is None:
-            fragment = self._old.get(entry)
-            if fragment is not None:
-                self._store(entry, fragment)
-        return fragment
+    def shape_base(self, shape: Hashable) -> int:
+        """The number to add to a membership key to make the entry of a shape."""
+        number = self._shapes.get(shape)
+        if number is None:
+            if len(self._shapes) >= self.MAX_SHAPES:
+                self.clear()
+            number = self._shapes[shape] = len(self._shapes) + 1
+        return number << 64
 
-    def put(self, key: int, shape: Any, fragment: bytes) -> None:
-        self._store((key, shape), fragment)
+    def get_many(self, entries: list[int]) -> list[bytes | None]:
+        """The fragments of `entries` in order, None where there is none."""
+        young = self._young
+        found = [young.get(entry) for entry in entries]
+        if self._old and None in found:
+            old = self._old
+            for position, entry in enumerate(entries):
+                if found[position] is None and entry in old:
+                    found[position] = fragment = old[entry]
+                    self.put(entry, fragment)
+        return found
 
-    def _store(self, entry: tuple[int, Any], fragment: bytes) -> None:
+    def put(self, entry: int, fragment: bytes) -> None:
         if len(self._young) >= self.GENERATION_SIZE:
             self._old, self._young = self._young, {}
         self._young[entry] = fragment
 
 
 _PID = "\x00"
-_RELATIONSHIP_TEMPLATES: dict[Context, list[bytes]] = {}
+_PROFILE_TEMPLATES: dict[Context, list[bytes]] = {}
 
 
-def _relationships_template(ctx: Context) -> list[bytes]:
-    """The JSON after a profile's attributes, split where the profile id goes."""
-    template = _RELATIONSHIP_TEMPLATES.get(ctx)
+def profile_template(ctx: Context) -> list[bytes]:
+    """The JSON after a profile's attributes, split where the profile id goes.
+
+    The first piece starts with the `}` that closes the attributes.
+    """
+    template = _PROFILE_TEMPLATES.get(ctx)
     if template is None:
         path = f"/api/profiles/{_PID}"
         relationships = {
@@ -194,29 +211,29 @@ def _relationships_template(ctx: Context) -> list[bytes]:
             relationships["push-tokens"] = {"links": relationship_links(ctx, path, "push-tokens")}
         rest = orjson.dumps({"relationships": relationships, "links": {"self": ctx.link(path)}})
         template = (b"}," + rest[1:]).split(b"\\u0000")
-        if len(_RELATIONSHIP_TEMPLATES) > 64:
-            _RELATIONSHIP_TEMPLATES.clear()
-        _RELATIONSHIP_TEMPLATES[ctx] = template
+        if len(_PROFILE_TEMPLATES) > 64:
+            _PROFILE_TEMPLATES.clear()
+        _PROFILE_TEMPLATES[ctx] = template
     return template
 
 
-def profile_fragment(
-    ctx: Context, profile_id: str, attributes: dict[str, Any], with_joined: bool
-) -> tuple[bytes, bytes]:
-    """The resource as (head, tail): head + b'"<joined_group_at>"' + tail is the full JSON.
+def profile_resource_json(
+    template: list[bytes], profile_id: str, attributes_json: bytes, joined_epoch: int | None
+) -> bytes:
+    """A profile resource as JSON, spliced around its encoded attributes.
 
-    Without `with_joined` the head is the whole resource and the tail is empty.
+    Args:
+        template: `profile_template(ctx)` of the response.
+        profile_id: The profile's id.
+        attributes_json: Its attributes as a JSON object.
+        joined_epoch: `joined_group_at` to add as the last attribute; None leaves it out.
     """
     encoded_id = profile_id.encode()
-    tail = encoded_id.join(_relationships_template(ctx))
+    tail = encoded_id.join(template)
     head = b'{"type":"profile","id":"' + encoded_id + b'","attributes":'
-    encoded = orjson.dumps(attributes)
-    if not with_joined:
-        return head + encoded + tail[1:], b""
-    if encoded == b"{}":
-        return head + b'{"joined_group_at":', tail
-    return head + encoded[:-1] + b',"joined_group_at":', tail
-
-
-def joined_bytes(epoch: int) -> bytes:
-    return b'"' + render_epoch(epoch).encode() + b'"'
+    if joined_epoch is None:
+        return b"".join((head, attributes_json, tail[1:]))
+    joined = f'"joined_group_at":"{render_epoch(joined_epoch)}"'.encode()
+    if attributes_json == b"{}":
+        return b"".join((head, b"{", joined, tail))
+    return b"".join((head, attributes_json[:-1], b",", joined, tail))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +15,9 @@ from .dispatch import Dispatcher, Response
 
 IDLE_TIMEOUT_SECONDS = 120
 SERVER_NAME = "klaviyo-emulator"
+MAX_HEADER_LINE = 65536
+MAX_HEADERS = 100
+FAST_VERSIONS = (b"HTTP/1.1", b"HTTP/1.0")
 
 
 class EmulatorServer(ThreadingHTTPServer):
@@ -44,6 +48,8 @@ class RequestHandler(BaseHTTPRequestHandler):
     server_version = SERVER_NAME
     timeout = IDLE_TIMEOUT_SECONDS
     server: EmulatorServer
+    raw_requestline: bytes
+    fields: dict[str, str]  # request headers by lower-case name
 
     def setup(self) -> None:
         super().setup()
@@ -61,13 +67,55 @@ class RequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         """Silent: per-request logging costs throughput and could echo request details."""
 
+    def parse_request(self) -> bool:
+        """Parses a well-formed HTTP/1.x request head without the `email` package.
+
+        The standard library parses headers as an e-mail message, which costs more than
+        answering a cached page; anything unusual still goes through it, with its errors.
+        """
+        words = self.raw_requestline.split()
+        if len(words) != 3 or words[2] not in FAST_VERSIONS or words[1].startswith(b"//"):
+            if not super().parse_request():
+                return False
+            self.fields = {name.lower(): value for name, value in self.headers.items()}
+            return True
+        self.command, self.path, self.request_version = (w.decode("latin-1") for w in words)
+        self.requestline = str(self.raw_requestline, "latin-1").rstrip("\r\n")
+        self.close_connection = words[2] != b"HTTP/1.1"
+        fields = self._read_fields()
+        if fields is None:
+            return False
+        self.fields = fields
+        connection = fields.get("connection", "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        if fields.get("expect", "").lower() == "100-continue" and words[2] == b"HTTP/1.1":
+            return self.handle_expect_100()
+        return True
+
+    def _read_fields(self) -> dict[str, str] | None:
+        fields: dict[str, str] = {}
+        for _ in range(MAX_HEADERS + 1):
+            line = self.rfile.readline(MAX_HEADER_LINE + 1)
+            if len(line) > MAX_HEADER_LINE:
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long")
+                return None
+            if line in (b"\r\n", b"\n", b""):
+                return fields
+            name, colon, value = line.decode("latin-1").partition(":")
+            if colon:
+                fields[name.strip().lower()] = value.strip()
+        self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
+        return None
+
     def _dispatch(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        length = int(self.fields.get("content-length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
         dispatcher = self.server.dispatcher
         assert dispatcher is not None
-        response = dispatcher.handle(self.command, self.path, headers, body)
+        response = dispatcher.handle(self.command, self.path, self.fields, body)
         self._write(response)
 
     do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = do_HEAD = do_OPTIONS = _dispatch
@@ -81,7 +129,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         lines = [
             f"HTTP/1.1 {status} {_reason(status)}",
             f"Server: {SERVER_NAME}",
-            f"Date: {formatdate(usegmt=True)}",
+            f"Date: {_http_date()}",
         ]
         body = response.body
         if status != 204:
@@ -103,6 +151,18 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _abort(self) -> None:
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
+
+
+_date_header: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The Date header value, formatted once a second."""
+    global _date_header
+    now = int(time.time())
+    if _date_header[0] != now:
+        _date_header = (now, formatdate(now, usegmt=True))
+    return _date_header[1]
 
 
 def _reason(status: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -179,6 +179,10 @@ class Store:
     def is_mutated_profile(self, index: int) -> bool:
         """True for profiles created or updated through the emulator (never cached)."""
         return index in self._profile_overrides
+
+    def mutated_profiles(self) -> Collection[int]:
+        """Indexes of the profiles created or updated through the emulator (a live view)."""
+        return self._profile_overrides.keys()
 
     def create_profile(self, **attributes: Any) -> str:
         _check_profile_fields(attributes)
