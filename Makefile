@@ -32,6 +32,9 @@ test: lint typecheck
 
 bench: setup
 	$(BIN)/python bench/emulator_throughput.py
+	$(BIN)/python bench/incremental.py
+	$(BIN)/python bench/ceiling.py
+	$(BIN)/python bench/throughput.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

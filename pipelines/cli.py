@@ -11,7 +11,7 @@ from typing import Any
 
 from sources.klaviyo import ExtractionStats
 
-from .errors import describe_failure
+from .errors import PipelineConfigError, describe_failure
 from .klaviyo_segments_pipeline import (
     DATASET_NAME,
     DUCKDB_FILE,
@@ -119,6 +119,18 @@ def _reconcile_segments(reconcile: list[str] | None) -> list[str] | None:
     return reconcile or ["all"]
 
 
+def _resources(listed: str | None) -> list[str] | None:
+    if not listed:
+        return None
+    names = [name.strip() for name in listed.split(",") if name.strip()]
+    unknown = [name for name in names if name not in TABLES]
+    if unknown:
+        raise PipelineConfigError(
+            f"unknown resource(s) {', '.join(unknown)}; choose from {', '.join(TABLES)}"
+        )
+    return names
+
+
 def command_run(args: argparse.Namespace) -> int:
     """Run one load and print progress and a summary."""
     pipeline = make_pipeline(
@@ -128,7 +140,7 @@ def command_run(args: argparse.Namespace) -> int:
         duckdb_file=args.duckdb_file,
         pipelines_dir=args.pipelines_dir,
     )
-    resources = [name.strip() for name in args.resources.split(",")] if args.resources else None
+    resources = _resources(args.resources)
     stats = ExtractionStats()
     with ProgressPrinter(stats, enabled=not args.quiet):
         report: RunReport = load_segments(

@@ -172,3 +172,44 @@ def test_run_at_each_revision(tmp_path: Path, revision: str) -> None:
     assert result.returncode == 0, result.stderr
     database = tmp_path / "klaviyo_segments.duckdb"
     assert count(database, "select count(*) from klaviyo.segment_memberships") == expected
+
+
+def test_unknown_resource_is_named(emu: Emulator, tmp_path: Path) -> None:
+    result = run_cli(
+        *run_args(tmp_path, "--resources", "segments,memberships"),
+        cwd=tmp_path,
+        base_url=emu.base_url,
+        api_key=emu.api_key,
+    )
+
+    assert result.returncode == 1
+    assert "unknown resource(s) memberships" in result.stderr
+
+
+def test_reconcile_reports_leaves_and_closes_them(emu: Emulator, tmp_path: Path) -> None:
+    first = run_cli(*run_args(tmp_path), cwd=tmp_path, base_url=emu.base_url, api_key=emu.api_key)
+    assert first.returncode == 0, first.stderr
+    segment_id = max(emu.segment_ids(), key=lambda s: len(emu.members(s)))
+    leaver = sorted(emu.members(segment_id))[0]
+    emu.remove_member(segment_id, leaver)
+    emu.stats.reset()
+
+    second = run_cli(
+        *run_args(tmp_path, "--reconcile", segment_id),
+        cwd=tmp_path,
+        base_url=emu.base_url,
+        api_key=emu.api_key,
+    )
+
+    assert second.returncode == 0, second.stderr
+    reconciled = next(line for line in second.stdout.splitlines() if "reconciled" in line)
+    assert segment_id in reconciled
+    assert reconciled.endswith("leaves found 1")
+    assert emu.stats.requests["get_segment_relationships_profiles"] >= 1
+    database = tmp_path / "klaviyo_segments.duckdb"
+    still_member = count(
+        database,
+        "select count(*) from klaviyo.segment_memberships "
+        f"where segment_id = '{segment_id}' and profile_id = '{leaver}' and is_member",
+    )
+    assert still_member == 0
