@@ -134,7 +134,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--duckdb-memory-limit",
         default=None,
-        help="DuckDB `memory_limit` for the load step, e.g. 256MB (default: DuckDB's own)",
+        help="DuckDB `memory_limit` for the load step, e.g. 256MB (default: the pipeline's, 160MB)",
     )
     args = parser.parse_args(argv)
     if args.memberships < 0 or args.workers < 1:

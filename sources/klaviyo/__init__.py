@@ -307,6 +307,7 @@ def segment_member_batches(
         [_table_state(table, "reconciled") for table in reconciling],
         policy,
         detected_at,
+        [_table_state(table, "processing") for table in tables],
     )
     tracked = {s for table in tables for s in _tracked_segments(table)}
     retire = [segment_id for segment_id in listed.gone if segment_id in tracked]
@@ -323,7 +324,7 @@ def profiles(
 ) -> Iterator[pa.Table]:
     """One row per profile, however many segments it is in."""
     if batch.members:
-        table = profiles_table((profile for _, profile in batch.members), layout)
+        table = profiles_table((member[1] for member in batch.members), layout)
         stats.add_rows("profiles", table.num_rows)
         yield table
     _record("profiles", batch)
@@ -383,6 +384,7 @@ def _record(table: str, batch: MembershipBatch) -> None:
     state = dlt.current.resource_state(table)
     cursors: dict[str, str] = state.setdefault("cursors", {})
     _advance(cursors, batch.finished)
+    _record_processing(state.setdefault("processing", {}), batch)
     if table in RECONCILED_TABLES:
         reconciled: dict[str, str | None] = state.setdefault("reconciled", {})
         for segment_id in batch.finished:
@@ -394,6 +396,21 @@ def _record(table: str, batch: MembershipBatch) -> None:
             reconciled.pop(segment_id, None)
     for segment_id in batch.retired:
         cursors.pop(segment_id, None)
+
+
+def _record_processing(processing: dict[str, str], batch: MembershipBatch) -> None:
+    """Remembers the segments Klaviyo is computing until a walk after it is done catches up.
+
+    `plan_walks` makes every walk of a segment that stopped computing a catch-up.
+    """
+    stamp = format_state_datetime(batch.detected_at)
+    for segment_id in batch.finished:
+        if segment_id in batch.processing:
+            processing.setdefault(segment_id, stamp)
+        else:
+            processing.pop(segment_id, None)
+    for segment_id in batch.retired:
+        processing.pop(segment_id, None)
 
 
 def _advance(cursors: dict[str, str], finished: dict[str, str | None]) -> None:

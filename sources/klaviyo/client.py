@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import threading
@@ -14,6 +15,7 @@ import orjson
 import requests
 from dlt.common import logger
 from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
 from urllib3.exceptions import NewConnectionError
 
 from . import settings
@@ -29,7 +31,7 @@ from .exceptions import (
     KlaviyoRetriesExhaustedError,
     redact,
 )
-from .ratelimit import EndpointLimiter, Interrupted, shared_limiter, sleep_interruptibly
+from .ratelimit import Admission, EndpointLimiter, Interrupted, shared_limiter, sleep_interruptibly
 from .stats import ExtractionStats
 
 JsonDoc = dict[str, Any]
@@ -120,6 +122,8 @@ class KlaviyoClient:
         self._local = threading.local()
         self._pools: list[requests.Session] = []
         self._pools_lock = threading.Lock()
+        self._proxies = get_environ_proxies(self.base_url)
+        self._ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
 
     def paginate(
         self,
@@ -159,9 +163,10 @@ class KlaviyoClient:
         limiter = self._limiter(operation)
         failures: Counter[str] = Counter()
         while True:
-            self._stats.add(wait_seconds=limiter.acquire(self._stop))
+            admission = limiter.acquire(self._stop)
+            self._stats.add(wait_seconds=admission.waited)
             try:
-                return self._attempt(url, params, operation, segment_id, limiter)
+                return self._attempt(url, params, operation, segment_id, limiter, admission)
             except _Retry as retry:
                 failures[retry.kind] += 1
                 if not self._may_retry(retry.kind, failures):
@@ -186,6 +191,7 @@ class KlaviyoClient:
         operation: str,
         segment_id: str | None,
         limiter: EndpointLimiter,
+        admission: Admission,
     ) -> JsonDoc:
         self._stats.add(requests=1)
         try:
@@ -207,6 +213,7 @@ class KlaviyoClient:
         limiter.observe(
             _header_number(response, "RateLimit-Remaining"),
             _header_number(response, "RateLimit-Reset"),
+            admission.ticket,
         )
         document = self._decode(response, body)
         if 200 <= status < 300:
@@ -367,6 +374,12 @@ class KlaviyoClient:
         http: requests.Session | None = getattr(self._local, "http", None)
         if http is None:
             http = requests.Session()
+            # With trust_env, requests reads proxy variables, .netrc and CA bundle variables
+            # again on every request: a measurable share of a page's CPU. They are read once.
+            http.trust_env = False
+            http.proxies.update(self._proxies)
+            if self._ca_bundle:
+                http.verify = self._ca_bundle
             # Retries are ours: urllib3 must not retry behind our back.
             http.mount("https://", HTTPAdapter(max_retries=0))
             http.mount("http://", HTTPAdapter(max_retries=0))

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 Clock = Callable[[], float]
 
@@ -31,6 +32,19 @@ class _ServerWindow:
 
     remaining: int
     ends_at: float
+
+
+class Admission(NamedTuple):
+    """A slot taken by `EndpointLimiter.acquire`.
+
+    Attributes:
+        waited: Seconds spent waiting for it.
+        ticket: How many requests the limiter had admitted, this one included: hand it to
+            `observe` with the answer to this request.
+    """
+
+    waited: float
+    ticket: int
 
 
 class EndpointLimiter:
@@ -60,6 +74,7 @@ class EndpointLimiter:
         self._lock = threading.Lock()
         self._resume_at = 0.0
         self._server: _ServerWindow | None = None
+        self._admitted = 0
 
     def delay(self) -> float:
         """Seconds until a request may go out; 0 means now. Does not reserve a slot."""
@@ -72,48 +87,61 @@ class EndpointLimiter:
         Returns:
             0.0 when the slot was taken, else the seconds to wait before trying again.
         """
-        with self._lock:
-            now = self._clock()
-            wait = self._delay(now)
-            if wait <= 0:
-                self._burst[2].append(now)
-                self._steady[2].append(now)
-                if self._server is not None:
-                    self._server.remaining -= 1
-            return wait
+        return self._take()[0]
 
-    def acquire(self, stop: threading.Event | None = None) -> float:
+    def acquire(self, stop: threading.Event | None = None) -> Admission:
         """Blocks until a slot is free and takes it.
 
         Args:
             stop: When set, the wait ends early with `Interrupted`.
 
         Returns:
-            Seconds spent waiting.
+            The seconds spent waiting and the slot's ticket for `observe`.
         """
         waited = 0.0
         while True:
-            wait = self.try_acquire()
+            wait, ticket = self._take()
             if wait <= 0:
-                return waited
+                return Admission(waited, ticket)
             sleep_interruptibly(wait, stop)
             waited += wait
+
+    def _take(self) -> tuple[float, int]:
+        with self._lock:
+            now = self._clock()
+            wait = self._delay(now)
+            if wait <= 0:
+                self._burst[2].append(now)
+                self._steady[2].append(now)
+                self._admitted += 1
+                if self._server is not None:
+                    self._server.remaining -= 1
+            return wait, self._admitted
 
     def pause(self, seconds: float) -> None:
         """Stops every user of this endpoint for `seconds` (a 429's Retry-After)."""
         with self._lock:
             self._resume_at = max(self._resume_at, self._clock() + max(0.0, seconds))
 
-    def observe(self, remaining: int | None, reset: float | None) -> None:
+    def observe(
+        self, remaining: int | None, reset: float | None, ticket: int | None = None
+    ) -> None:
         """Takes Klaviyo's count of the steady window from `RateLimit-*` headers.
 
-        Requests still in flight when the answer left Klaviyo are not in its count, so the
-        report can be a few requests generous; Klaviyo calls the count approximate anyway.
+        Args:
+            remaining: `RateLimit-Remaining` of an answer.
+            reset: `RateLimit-Reset` of the same answer, in seconds.
+            ticket: The answered request's `Admission.ticket`. The requests admitted after
+                it may not be in Klaviyo's count yet, so they are taken off what remains;
+                taking Klaviyo's number as it comes overfills the window by about one
+                request per thread (429s at each window's end).
         """
         if remaining is None or reset is None:
             return
         with self._lock:
-            self._server = _ServerWindow(int(remaining), self._clock() + max(0.0, reset))
+            later = self._admitted - ticket if ticket is not None else 0
+            ends_at = self._clock() + max(0.0, reset)
+            self._server = _ServerWindow(int(remaining) - later, ends_at)
 
     def _delay(self, now: float) -> float:
         wait = max(self._resume_at - now, _log_delay(self._burst, now))

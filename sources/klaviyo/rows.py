@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -16,6 +17,8 @@ from .filters import format_state_datetime, parse_datetime
 from .reconcile import Closure
 
 Resource = dict[str, Any]
+Member = tuple[str, Resource, "datetime | None"]
+"""(segment id, profile resource, its joined_group_at parsed once by the walk)."""
 UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
@@ -218,30 +221,86 @@ def _layout_from(requested: dict[str, list[str] | None]) -> ProfileLayout:
 
 
 def profiles_table(profiles: Iterable[Resource], layout: ProfileLayout) -> pa.Table:
-    """Builds one `profiles` arrow table column by column, one row per profile id.
+    """Builds one `profiles` arrow table, one row per profile id.
 
-    A profile seen in several segments of the batch is kept once (its last copy).
+    A profile seen in several segments of the batch is kept once (its last copy). Text and
+    datetime columns are converted by arrow in one pass; a value arrow rejects (a number
+    where text is expected, a datetime without an offset) sends that part through the
+    lenient Python conversion, so the table is the same either way.
     """
     unique: dict[str, Resource] = {}
     for profile in profiles:
         unique[profile["id"]] = profile
     rows = list(unique.values())
     attributes = [row.get("attributes") or {} for row in rows]
-    locations = [a.get("location") or {} for a in attributes]
-    columns: list[list[Any]] = [[row["id"] for row in rows]]
-    columns += [[_text(a.get(name)) for a in attributes] for name in layout.strings]
-    columns += [[parse_datetime(a.get(name)) for a in attributes] for name in layout.datetimes]
+    schema = layout.arrow_schema()
+    try:
+        converted = _arrow_columns(attributes, layout)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        converted = _python_columns(attributes, layout)
+    columns: dict[str, pa.Array] = {"id": pa.array([row["id"] for row in rows], pa.string())}
+    columns.update(converted)
+    locations: list[Any] | None = None
     for name in layout.location:
         if name in settings.LOCATION_COORDINATE_FIELDS:
-            columns.append([_coordinate(loc.get(name)) for loc in locations])
-        else:
-            columns.append([_text(loc.get(name)) for loc in locations])
-    columns += [[_json(a.get(name)) for a in attributes] for name in layout.json]
-    schema = layout.arrow_schema()
-    arrays = [
-        pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)
-    ]
-    return pa.Table.from_arrays(arrays, schema=schema)
+            if locations is None:
+                locations = [a.get("location") or {} for a in attributes]
+            values = [_coordinate(loc.get(name)) for loc in locations]
+            columns[f"location_{name}"] = pa.array(values, pa.float64())
+    for name in layout.json:
+        columns[name] = pa.array([_json(a.get(name)) for a in attributes], pa.string())
+    return pa.Table.from_arrays([columns[field.name] for field in schema], schema=schema)
+
+
+def _text_location(layout: ProfileLayout) -> tuple[str, ...]:
+    return tuple(n for n in layout.location if n not in settings.LOCATION_COORDINATE_FIELDS)
+
+
+def _arrow_columns(attributes: list[Resource], layout: ProfileLayout) -> dict[str, pa.Array]:
+    """Text, datetime and text location columns, converted by arrow from the attribute dicts.
+
+    Raises:
+        ArrowInvalid, ArrowTypeError: A value is not text where text is expected.
+    """
+    location = _text_location(layout)
+    fields = [pa.field(name, pa.string()) for name in (*layout.strings, *layout.datetimes)]
+    if location:
+        location_type = pa.struct([pa.field(name, pa.string()) for name in location])
+        fields.append(pa.field("location", location_type))
+    struct = pa.array(attributes, type=pa.struct(fields))
+    # flatten() (not field()) so that a missing location nulls its children too
+    children = dict(zip([f.name for f in fields], struct.flatten(), strict=True))
+    columns: dict[str, pa.Array] = {name: children[name] for name in layout.strings}
+    for name in layout.datetimes:
+        columns[name] = _arrow_datetimes(children[name], attributes, name)
+    if location:
+        nested = children["location"].flatten()
+        for name, values in zip(location, nested, strict=True):
+            columns[f"location_{name}"] = values
+    return columns
+
+
+def _arrow_datetimes(text: pa.Array, attributes: list[Resource], name: str) -> pa.Array:
+    try:
+        return text.cast(UTC_TIMESTAMP)
+    except pa.ArrowInvalid:
+        # Klaviyo sends offsets; anything else (bare dates, blanks) takes the lenient parser
+        return pa.array([parse_datetime(a.get(name)) for a in attributes], UTC_TIMESTAMP)
+
+
+def _python_columns(attributes: list[Resource], layout: ProfileLayout) -> dict[str, pa.Array]:
+    """The columns `_arrow_columns` makes, converted value by value in Python."""
+    columns: dict[str, pa.Array] = {}
+    for name in layout.strings:
+        columns[name] = pa.array([_text(a.get(name)) for a in attributes], pa.string())
+    for name in layout.datetimes:
+        stamps = [parse_datetime(a.get(name)) for a in attributes]
+        columns[name] = pa.array(stamps, UTC_TIMESTAMP)
+    locations = [a.get("location") or {} for a in attributes]
+    for name in _text_location(layout):
+        values = [_text(loc.get(name)) for loc in locations]
+        columns[f"location_{name}"] = pa.array(values, pa.string())
+    return columns
 
 
 MEMBERSHIP_SCHEMA = pa.schema(
@@ -281,18 +340,18 @@ HISTORY_COLUMNS: TTableSchemaColumns = {
 
 
 def memberships_table(
-    members: Iterable[tuple[str, Resource]], closures: Iterable[tuple[str, Closure]] = ()
+    members: Iterable[Member], closures: Iterable[tuple[str, Closure]] = ()
 ) -> pa.Table:
     """Builds one `segment_memberships` arrow table.
 
     Args:
-        members: (segment id, profile resource) pairs from a walk: current members.
+        members: (segment id, profile, joined_group_at) from a walk: current members.
         closures: (segment id, closure) pairs; those that end a membership become
             `is_member=false` rows with the detection time in `left_at`.
     """
     columns: tuple[list[Any], ...] = ([], [], [], [], [])
-    for segment_id, profile in members:
-        _append(columns, segment_id, profile["id"], joined_group_at(profile), True, None)
+    for segment_id, profile, joined in members:
+        _append(columns, segment_id, profile["id"], joined, True, None)
     for segment_id, closure in closures:
         if closure.leaves:
             _append(
@@ -307,17 +366,16 @@ def memberships_table(
 
 
 def history_table(
-    members: Iterable[tuple[str, Resource]], closures: Iterable[tuple[str, Closure]] = ()
+    members: Iterable[Member], closures: Iterable[tuple[str, Closure]] = ()
 ) -> pa.Table:
     """Builds one `segment_membership_history` arrow table: one row per stay.
 
     Args:
-        members: (segment id, profile resource) pairs from a walk: open stays.
+        members: (segment id, profile, joined_group_at) from a walk: open stays.
         closures: (segment id, closure) pairs: stays that ended, with `left_at` set.
     """
     columns: tuple[list[Any], ...] = ([], [], [], [])
-    for segment_id, profile in members:
-        joined = joined_group_at(profile)
+    for segment_id, profile, joined in members:
         if joined is not None:  # a stay without a start cannot be placed in time
             _append(columns, segment_id, profile["id"], joined, None)
     for segment_id, closure in closures:

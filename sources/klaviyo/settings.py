@@ -100,6 +100,9 @@ MEMBERSHIP_BATCH_ROWS = 5000
 """Rows collected from pages before one arrow table per table is handed to dlt."""
 PAGES_IN_FLIGHT_PER_WORKER = 2
 """Bound of the page queue per worker: memory stays a few pages, never a whole segment."""
+WALK_GC_THRESHOLDS = (50_000, 20, 100)
+"""Python's gc thresholds during the membership walk (defaults 700, 10, 10): see
+`memberships._fewer_collections`."""
 KNOWN_MEMBERSHIPS_FETCH_ROWS = 50_000
 """Rows fetched at a time when reading a segment's known members from the destination."""
 

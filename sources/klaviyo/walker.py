@@ -36,7 +36,8 @@ class SegmentWalk:
         segment_id: The segment.
         cursor: Its cursor (last joined_group_at loaded), None before its first load.
         since: Lower bound of joined_group_at to request; None fetches every member.
-        advance: False while Klaviyo is still computing the segment: its cursor stays put.
+        processing: Klaviyo is still computing the segment; the run after it stops catches
+            up on members it added with older join times.
         reconcile: Compare the members with the open stays in the destination and close
             the stays that ended. With a cursor, this walks the segment's profile ids first.
         start_date: The earliest joined_group_at loaded at all (the source's `start_date`).
@@ -45,17 +46,18 @@ class SegmentWalk:
     segment_id: str
     cursor: datetime | None
     since: datetime | None
-    advance: bool = True
+    processing: bool = False
     reconcile: bool = False
     start_date: datetime | None = None
 
 
 @dataclass
 class Page:
-    """Members of one segment, as profile resources."""
+    """Members of one segment, as profile resources, with their parsed `joined_group_at`."""
 
     segment_id: str
     profiles: list[Resource]
+    joined: list[datetime | None]
 
 
 @dataclass
@@ -76,6 +78,7 @@ class Finished:
         walked: Its members were walked (False for a segment that is only retired).
         reconciled: Its membership was compared with what the destination holds.
         vanished: It answered 404: deleted in Klaviyo during the run.
+        processing: Klaviyo was still computing it.
         retired: Every open stay of it was closed: forget its cursors.
     """
 
@@ -85,6 +88,7 @@ class Finished:
     reconciled: bool = False
     vanished: bool = False
     retired: bool = False
+    processing: bool = False
 
 
 @dataclass
@@ -159,8 +163,9 @@ class SegmentWorker:
         if comparison is not None:
             self._put_closures(segment_id, comparison.closures(self.detected_at))
         newest = progress.newest
-        cursor = format_state_datetime(newest) if newest and walk.advance else None
-        self._put(Finished(segment_id, cursor, reconciled=comparison is not None))
+        cursor = format_state_datetime(newest) if newest else None
+        reconciled = comparison is not None
+        self._put(Finished(segment_id, cursor, reconciled=reconciled, processing=walk.processing))
 
     def _list_profile_ids(self, walk: SegmentWalk, comparison: MembershipComparison) -> None:
         revision = self.client.revision
@@ -210,7 +215,7 @@ class SegmentWorker:
             if comparison is not None:
                 for profile, stamp in zip(profiles, joined, strict=True):
                     comparison.walked(profile["id"], stamp)
-            self._put(Page(walk.segment_id, profiles))
+            self._put(Page(walk.segment_id, profiles, joined))
             progress.emitted = progress.emitted or bool(profiles)
             if reached:
                 return

@@ -7,9 +7,10 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+import pyarrow as pa
 import pytest
 
-from sources.klaviyo import klaviyo_source
+from sources.klaviyo import klaviyo_source, rows
 from sources.klaviyo.client import api_path
 from sources.klaviyo.exceptions import (
     KlaviyoAuthError,
@@ -127,6 +128,23 @@ def test_limiter_follows_klaviyo_reports_of_the_steady_window() -> None:
     assert limiter.delay() == pytest.approx(55.0)
 
 
+def test_limiter_takes_requests_sent_after_the_answered_one_off_klaviyos_count() -> None:
+    clock = FakeClock()
+    limiter = EndpointLimiter(burst=100, steady=100, clock=clock)
+    answered = limiter.acquire()
+    in_flight = [limiter.acquire() for _ in range(3)]
+    assert [a.ticket for a in in_flight] == [2, 3, 4]
+    # Klaviyo counted the answered request only: 4 left for it means 1 left for us
+    limiter.observe(remaining=4, reset=30, ticket=answered.ticket)
+    assert limiter.try_acquire() == 0.0
+    assert limiter.delay() == pytest.approx(30.0)
+    # the last request's answer already counts everything sent before it
+    limiter.observe(remaining=2, reset=30, ticket=5)
+    assert limiter.try_acquire() == 0.0
+    assert limiter.try_acquire() == 0.0
+    assert limiter.try_acquire() == pytest.approx(30.0)
+
+
 def test_limiter_pause_holds_every_thread() -> None:
     clock = FakeClock()
     limiter = EndpointLimiter(burst=10, steady=100, clock=clock)
@@ -235,8 +253,8 @@ def test_profile_params() -> None:
 def test_memberships_table() -> None:
     table = memberships_table(
         [
-            ("S1", _profile("P1", joined_group_at="2024-01-01T00:00:00+00:00")),
-            ("S2", _profile("P1")),
+            ("S1", _profile("P1"), datetime(2024, 1, 1, tzinfo=UTC)),
+            ("S2", _profile("P1"), None),
         ]
     )
     assert table.to_pylist() == [
@@ -273,7 +291,7 @@ def test_plan_walks_starts_each_segment_at_its_oldest_cursor() -> None:
 
     assert walks["A"].since == datetime(2024, 4, 1, tzinfo=UTC)
     assert walks["B"].cursor is None and walks["B"].since == start  # one table lacks a cursor
-    assert walks["C"].advance is False
+    assert walks["C"].processing is True
     only_one_table = plan_walks(segments, [profiles_cursors], None)
     assert only_one_table[1].since == datetime(2024, 2, 1, tzinfo=UTC)
 
@@ -401,6 +419,26 @@ def test_plan_walks_reconciles_due_segments_and_full_walks() -> None:
     assert not any(w.reconcile for w in plan_walks(segments, [cursors], None))
 
 
+def test_plan_walks_catches_up_a_segment_klaviyo_finished_processing() -> None:
+    cursors = {"P": "2024-05-01T00:00:00+00:00", "Q": "2024-05-01T00:00:00+00:00"}
+    was = {"P": NOW.isoformat(), "Q": NOW.isoformat()}
+    segments = [_segment("P"), _segment("Q", processing=True)]
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+
+    walks = {
+        w.segment_id: w
+        for w in plan_walks(
+            segments, [cursors], start, [cursors], ReconcilePolicy(), NOW, processing=[was]
+        )
+    }
+    assert walks["P"].reconcile and walks["P"].since == parse_datetime(cursors["P"])
+    assert not walks["Q"].reconcile and walks["Q"].processing
+    assert walks["Q"].since == parse_datetime(cursors["Q"])  # its cursor advances meanwhile
+    # nothing to compare ids with: the catch-up is a walk of every member
+    unreconciled = plan_walks(segments, [cursors], start, now=NOW, processing=[was])
+    assert [w.since for w in unreconciled] == [start, parse_datetime(cursors["Q"])]
+
+
 def test_tombstone_repeats_the_last_row() -> None:
     row = {
         "id": "A",
@@ -423,7 +461,7 @@ def test_tombstone_repeats_the_last_row() -> None:
 
 def test_history_table_rows() -> None:
     table = history_table(
-        [("S", _profile("P1", joined_group_at="2024-01-01T00:00:00Z")), ("S", _profile("P2"))],
+        [("S", _profile("P1"), datetime(2024, 1, 1, tzinfo=UTC)), ("S", _profile("P2"), None)],
         [
             ("S", Closure("P3", _at(1), _at(2), False)),
             ("S", Closure("P3", _at(2), NOW, True)),
@@ -489,3 +527,48 @@ def test_reconcile_options_are_normalised() -> None:
     assert options.reconcile_every_hours == 12.5
     assert options.reconcile_segments == ("all", "Y6nRLr")
     assert options.reconcile_inactive is True
+
+
+def _python_only(*_: object) -> None:
+    raise pa.ArrowInvalid("forced")
+
+
+@pytest.mark.parametrize(
+    "profiles",
+    [
+        [
+            _profile(
+                "P1",
+                email="a@example.com",
+                created="2024-03-26T17:24:42.123+00:00",
+                updated="2024-03-26T19:24:42+02:00",
+                last_event_date=None,
+                location={"city": "Boston", "latitude": "42.36", "longitude": -71.05},
+                properties={"plan": "pro"},
+            ),
+            _profile("P2", location=None, created="2024-03-26T17:24:42Z"),
+            _profile("P3"),
+        ],
+        [_profile("P1", created="2024-03-26", location={"zip": "02110"})],  # no offset
+        [_profile("P1", created=" 2024-03-26T17:24:42Z", updated="")],
+        [_profile("P1", email=7, location={"zip": 2110, "city": ["a"]})],  # not text
+        [_profile("P1", location="nowhere")],
+    ],
+)
+def test_profiles_table_arrow_and_python_conversions_agree(
+    profiles: list[dict[str, object]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = profile_layout(None, ("subscriptions",))
+    try:
+        fast = profiles_table(profiles, layout)
+    except AttributeError:
+        fast = None  # a location that is not an object: both conversions refuse it
+    monkeypatch.setattr(rows, "_arrow_columns", _python_only)
+    try:
+        slow = profiles_table(profiles, layout)
+    except AttributeError:
+        slow = None
+    assert (fast is None) == (slow is None)
+    if fast is not None and slow is not None:
+        assert fast.equals(slow, check_metadata=True)
+        assert fast.to_pylist() == slow.to_pylist()
