@@ -78,7 +78,7 @@ def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
         file=out,
     )
     for table, count in report.rows.items():
-        print(f"  {table:<22} {count:>10,} rows", file=out)
+        print(f"  {table:<28} {count:>10,} rows", file=out)
     if stats is not None:
         print(
             f"  segments walked {stats.segments_done}/{stats.segments_total}, "
