@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from sources.klaviyo.exceptions import KlaviyoError
+from sources.klaviyo.exceptions import KlaviyoError, exception_chain
 
 # Private keys are `pk_` + 34 alphanumerics; redact anything of that shape whatever the message.
 _KEY_PATTERN = re.compile(r"pk_[A-Za-z0-9]{6,}")
@@ -29,7 +28,7 @@ def describe_failure(error: BaseException) -> str:
     Returns:
         The most specific explanation found in the exception's chain.
     """
-    chain = list(_exception_chain(error))
+    chain = list(exception_chain(error))
     for cause in chain:
         if isinstance(cause, (KlaviyoError, PipelineConfigError)):
             return _one_line(str(cause))
@@ -55,15 +54,6 @@ def _missing_config(error: ConfigFieldMissingException) -> str:
             "[sources.klaviyo] in .dlt/secrets.toml"
         )
     return f"missing configuration: {fields} (of {error.spec_name}); see .dlt/config.toml and the README"
-
-
-def _exception_chain(error: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
 
 
 def _one_line(text: str) -> str:

@@ -10,7 +10,7 @@ import dlt
 from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
 
 from . import settings
-from .client import KlaviyoClient, api_path
+from .client import KlaviyoClient, api_path, revision_at_least
 from .exceptions import KlaviyoNotFoundError
 from .rows import Resource, segment_tag_ids
 
@@ -94,7 +94,7 @@ class SegmentCatalog:
 
     def _params(self, revision: str) -> dict[str, str]:
         params = {"include": "tags"}
-        if revision.split(".")[0] >= settings.SEGMENTS_PAGE_SIZE_PARAM_FROM:
+        if revision_at_least(revision, settings.SEGMENTS_PAGE_SIZE_PARAM_FROM):
             params["page[size]"] = str(settings.SEGMENTS_PAGE_SIZE)
         return params
 

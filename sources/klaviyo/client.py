@@ -35,14 +35,7 @@ from .ratelimit import Admission, EndpointLimiter, Interrupted, shared_limiter, 
 from .stats import ExtractionStats
 
 JsonDoc = dict[str, Any]
-PRIVATE_KEY_PATTERN = re.compile(r"pk_[A-Za-z0-9]{34}")
-"""Klaviyo private keys: `pk_` and 34 letters and digits."""
-UNREACHABLE_RETRIES = 3
-"""Retries of a connection that cannot be made to a host that never answered in this process:
-it is far more often a wrong base_url than an outage, and should fail in seconds, not minutes."""
-THROTTLED_RETRIES_PER_RETRY = 4
-"""429s are Klaviyo asking to wait, not failures: each request may wait out this many times
-`max_retries` of them (honouring `Retry-After`) before the run gives up."""
+PRIVATE_KEY_PATTERN = re.compile(settings.PRIVATE_KEY_PATTERN)
 
 _LEADING_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)")
 _SCOPE_IN_TEXT = re.compile(r"\b([a-z][a-z-]*:(?:read|write))\b")
@@ -94,7 +87,8 @@ class KlaviyoClient:
         base_url: Scheme and host, e.g. `https://a.klaviyo.com`.
         revision: Value of the `revision` header, `YYYY-MM-DD[.pre]`.
         timeout: Seconds to wait for the connection and for each read.
-        max_retries: Retries after the first attempt, for 429, 5xx and broken connections.
+        max_retries: Retries after the first attempt, for 5xx and broken connections (429s:
+            `settings.THROTTLED_RETRIES_PER_RETRY` times as many).
         stats: Counters to update (requests, retries, throttling, waiting).
         stop: When set, waits are cut short and the client raises `Interrupted`.
 
@@ -286,13 +280,13 @@ class KlaviyoClient:
     def _may_retry(self, kind: str, failures: Counter[str]) -> bool:
         """Whether the budgets allow another attempt after failures counted by kind."""
         if kind == _THROTTLED:
-            return failures[_THROTTLED] <= self._max_retries * THROTTLED_RETRIES_PER_RETRY
+            return failures[_THROTTLED] <= self._max_retries * settings.THROTTLED_RETRIES_PER_RETRY
         if sum(n for k, n in failures.items() if k != _THROTTLED) > self._max_retries:
             return False
         if kind == _MALFORMED:
             return failures[_MALFORMED] <= settings.MALFORMED_BODY_RETRIES
         if kind == _UNREACHABLE and not _has_answered(self.base_url):
-            return failures[_UNREACHABLE] <= UNREACHABLE_RETRIES
+            return failures[_UNREACHABLE] <= settings.UNREACHABLE_RETRIES
         return True
 
     def _exhausted(
@@ -348,7 +342,7 @@ class KlaviyoClient:
 
     def _limiter(self, operation: str) -> EndpointLimiter:
         burst, steady = settings.RATE_LIMITS.get(operation, (75, 700))
-        if steady == 700 and _revision_date(self.revision) >= settings.STEADY_750_FROM:
+        if steady == 700 and revision_at_least(self.revision, settings.STEADY_750_FROM):
             steady = settings.L_TIER_STEADY_FROM_2026
         return shared_limiter(
             self.base_url,
@@ -403,7 +397,7 @@ class KlaviyoClient:
 def api_path(template: str, revision: str, **values: str) -> str:
     """Fills a path template and drops the trailing slash for revisions that have none."""
     path = template.format(**values)
-    if _revision_date(revision) >= settings.PATHS_WITHOUT_TRAILING_SLASH_FROM:
+    if revision_at_least(revision, settings.PATHS_WITHOUT_TRAILING_SLASH_FROM):
         path = path.rstrip("/")
     return path
 
@@ -467,8 +461,9 @@ def _transport_reason(exc: BaseException, timeout: float) -> str:
     return type(exc).__name__
 
 
-def _revision_date(revision: str) -> str:
-    return revision.split(".", 1)[0]
+def revision_at_least(revision: str, since: str) -> bool:
+    """True when `revision` (`YYYY-MM-DD[.pre]`) is `since` or newer."""
+    return revision.split(".", 1)[0] >= since
 
 
 def _describe(url: str) -> str:

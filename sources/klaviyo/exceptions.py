@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 # Private keys are `pk_` + 34 alphanumerics; any long pk_ token is masked in case one leaks
 # into a message through a URL, a server detail or a repr.
@@ -96,11 +96,14 @@ def find_klaviyo_error(exc: BaseException) -> KlaviyoError | None:
     Returns:
         The first KlaviyoError in the cause/context chain, or None.
     """
-    seen = set()
+    return next((e for e in exception_chain(exc) if isinstance(e, KlaviyoError)), None)
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then what caused it (`__cause__`, else `__context__`), each once."""
+    seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, KlaviyoError):
-            return current
         seen.add(id(current))
+        yield current
         current = current.__cause__ or current.__context__
-    return None

@@ -55,6 +55,14 @@ OPERATION_SCOPES: dict[str, str] = {
 }
 
 # HTTP behaviour.
+PRIVATE_KEY_PATTERN = r"pk_[A-Za-z0-9]{34}"
+"""Klaviyo private keys: `pk_` and 34 letters and digits."""
+UNREACHABLE_RETRIES = 3
+"""Retries of a connection that cannot be made to a host that never answered in this process:
+it is far more often a wrong base_url than an outage, and should fail in seconds, not minutes."""
+THROTTLED_RETRIES_PER_RETRY = 4
+"""429s are Klaviyo asking to wait, not failures: each request may wait out this many times
+`max_retries` of them (honouring `Retry-After`) before the run gives up."""
 USER_AGENT = "klaviyo-segments-dlt/0.1"
 ACCEPT = "application/vnd.api+json"
 RETRY_STATUSES = frozenset({500, 502, 503, 504})

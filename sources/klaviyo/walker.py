@@ -18,7 +18,7 @@ from typing import Any
 from dlt.common import logger
 
 from . import settings
-from .client import KlaviyoClient, api_path
+from .client import KlaviyoClient, api_path, revision_at_least
 from .exceptions import KlaviyoNotFoundError
 from .filters import filter_bound, format_state_datetime, joined_since_filter
 from .known import KnownMemberships
@@ -282,7 +282,7 @@ class SegmentWorker:
 
 def profile_ids_page_size(revision: str) -> int:
     """The largest page of get_segment_relationships_profiles the revision allows."""
-    if revision.split(".", 1)[0] >= settings.PROFILE_IDS_PAGE_100_FROM:
+    if revision_at_least(revision, settings.PROFILE_IDS_PAGE_100_FROM):
         return settings.SEGMENT_PROFILE_IDS_PAGE_SIZE
     return settings.SEGMENT_PROFILE_IDS_PAGE_SIZE_BEFORE_2024_10_15
 
