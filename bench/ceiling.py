@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from support import (
+    bench_pipeline,
     dlt_workspace,
-    emit,
     emulator_process,
+    finish,
     log,
     machine,
     scale_client_windows,
@@ -64,7 +65,7 @@ def needed_in_flight(limit: int, window_seconds: float, latency: float, jitter: 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """One extraction; its figures."""
-    from pipelines.klaviyo_segments_pipeline import load_segments, make_pipeline
+    from pipelines.klaviyo_segments_pipeline import load_segments
     from sources.klaviyo import ExtractionStats
 
     limit = steady_limit(args.revision)
@@ -79,11 +80,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     failure: str | None = None
     with dlt_workspace() as folder, emulator_process(*options) as emulator:
         scale_client_windows(args.scale)
-        pipeline = make_pipeline(
-            duckdb_file=str(folder / "ceiling.duckdb"),
-            pipelines_dir=str(folder / "pipelines"),
-            pipeline_name="klaviyo_ceiling",
-        )
+        pipeline = bench_pipeline(folder, "ceiling")
         sampling = threading.Event()
         sampler = threading.Thread(target=_sample, args=(stats, samples, sampling), daemon=True)
         sampler.start()
@@ -205,8 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         ceiling_ratio_min=min(r["ceiling_ratio"] for r in runs),
         share_429_max=max(r["share_429"] for r in runs),
     )
-    emit(figures)
-    return 1 if figures["failed_runs"] else 0
+    return finish(figures)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from support import dlt_workspace, emit, log, machine, scale_client_windows
+from support import bench_pipeline, dlt_workspace, finish, log, machine, scale_client_windows
 
 SEGMENTS_PAGE_SIZE = 10
 PROFILES_PAGE_SIZE = 100
@@ -73,18 +73,14 @@ def request_bound(joins: dict[str, int], segments: int) -> int:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """A full load, the new joins, an incremental load; the second run's figures."""
     from klaviyo_emulator import Emulator
-    from pipelines.klaviyo_segments_pipeline import load_segments, make_pipeline
+    from pipelines.klaviyo_segments_pipeline import load_segments
 
     failure: str | None = None
     figures: dict[str, Any] = {}
     emulator = Emulator(dataset="large", seed=args.seed, memberships=args.memberships or None)
     with dlt_workspace() as folder, emulator:
         scale_client_windows(None)
-        pipeline = make_pipeline(
-            duckdb_file=str(folder / "incremental.duckdb"),
-            pipelines_dir=str(folder / "pipelines"),
-            pipeline_name="klaviyo_incremental",
-        )
+        pipeline = bench_pipeline(folder, "incremental")
         source_options: dict[str, Any] = {
             "base_url": emulator.base_url,
             "api_key": emulator.api_key,
@@ -176,8 +172,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     figures = run(parse_args(argv))
-    emit(figures)
-    return 1 if figures["failed_runs"] else 0
+    return finish(figures)
 
 
 if __name__ == "__main__":

@@ -212,7 +212,7 @@ def check(pipeline: dlt.Pipeline, emu: Emulator, deleted: set[str]) -> list[str]
             for (extra,) in rows(f"select count(*) - count(distinct ({key})) from {table}")
             if extra
         ]
-        problems += _membership_problems(rows, columns, emu, deleted)
+        problems += _membership_problems(rows, columns, emu)
         links = set(rows("select segment_id, tag_id from segment_tags"))
         truth_links = {(s, t) for s in emu.segment_ids() for t in emu.segment_tags(s)}
         if links != truth_links:
@@ -221,9 +221,7 @@ def check(pipeline: dlt.Pipeline, emu: Emulator, deleted: set[str]) -> list[str]
     return problems
 
 
-def _membership_problems(
-    rows: Any, columns: dict[str, set[str]], emu: Emulator, deleted: set[str]
-) -> list[str]:
+def _membership_problems(rows: Any, columns: dict[str, set[str]], emu: Emulator) -> list[str]:
     truth = {
         (s, p): _utc(joined) for s in emu.segment_ids() for p, joined in emu.members(s).items()
     }

@@ -156,3 +156,20 @@ def log(message: str) -> None:
 def emit(figures: dict[str, Any]) -> None:
     """The benchmark's one line of figures, on stdout."""
     print(json.dumps(figures), flush=True)
+
+
+def finish(figures: dict[str, Any]) -> int:
+    """Prints the figures; the exit code says whether any run failed."""
+    emit(figures)
+    return 1 if figures["failed_runs"] else 0
+
+
+def bench_pipeline(folder: Path, name: str) -> Any:
+    """A pipeline of the benchmark `name` whose DuckDB file and state live in `folder`."""
+    from pipelines.klaviyo_segments_pipeline import make_pipeline
+
+    return make_pipeline(
+        duckdb_file=str(folder / f"{name}.duckdb"),
+        pipelines_dir=str(folder / "pipelines"),
+        pipeline_name=f"klaviyo_{name}",
+    )

@@ -20,9 +20,10 @@ import time
 from typing import Any
 
 from support import (
+    bench_pipeline,
     dlt_workspace,
-    emit,
     emulator_process,
+    finish,
     log,
     machine,
     peak_rss_mb,
@@ -35,7 +36,7 @@ LARGE_MEMBERSHIPS = 1_050_000
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """One extraction; its figures."""
-    from pipelines.klaviyo_segments_pipeline import load_segments, make_pipeline
+    from pipelines.klaviyo_segments_pipeline import load_segments
     from sources.klaviyo import ExtractionStats
 
     expected = args.memberships or LARGE_MEMBERSHIPS
@@ -51,11 +52,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.duckdb_memory_limit:
             limit = json.dumps({"memory_limit": args.duckdb_memory_limit})
             os.environ["DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"] = limit
-        pipeline = make_pipeline(
-            duckdb_file=str(folder / "throughput.duckdb"),
-            pipelines_dir=str(folder / "pipelines"),
-            pipeline_name="klaviyo_throughput",
-        )
+        pipeline = bench_pipeline(folder, "throughput")
         emulator_cpu = process_cpu_seconds(emulator.pid)
         cpu, started = _cpu_seconds(), time.perf_counter()
         try:
@@ -144,8 +141,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     figures = run(parse_args(argv))
-    emit(figures)
-    return 1 if figures["failed_runs"] else 0
+    return finish(figures)
 
 
 if __name__ == "__main__":

@@ -12,19 +12,17 @@ from types import FrameType
 
 from .emulator import Emulator
 from .faults import FAULT_KINDS
+from .ratelimit import parse_mode
 from .settings import PRESETS
 
 
 def _rate_limits(value: str) -> str | float:
-    if value in ("off", "real"):
-        return value
+    # The limiter's own parser is the one rule for what a mode may be.
     try:
-        scale = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError("use 'off', 'real' or a time-scale factor") from None
-    if scale <= 0:
-        raise argparse.ArgumentTypeError("the time-scale factor must be positive")
-    return scale
+        scale = parse_mode(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value if scale is None or value.strip().lower() == "real" else scale
 
 
 def _latency(value: str) -> float | str:

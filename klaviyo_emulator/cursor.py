@@ -19,7 +19,7 @@ PREV = "prev"
 class Cursor:
     """Where a page starts: strictly after (`next`) or strictly before (`prev`) `position`.
 
-    `scope` binds the cursor to the listing it came from (endpoint, segment and sort), so a cursor
+    `scope` binds the cursor to the listing it came from (endpoint, segment, sort and filter), so a cursor
     used elsewhere is rejected instead of paging something unrelated.
     """
 

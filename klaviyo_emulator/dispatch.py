@@ -21,6 +21,7 @@ from .errors import (
     not_authenticated,
     not_found,
     permission_denied,
+    server_error,
     throttled,
     unsupported_media_type,
 )
@@ -79,7 +80,7 @@ class Dispatcher:
         except Exception:
             # A bug in the emulator must not kill the connection silently; show it once.
             traceback.print_exc()
-            response = _error_response(_internal_error())
+            response = _error_response(server_error(500))
         finally:
             status = None if response is None or response.delivery == "drop" else response.status
             self.stats.end(operation, status, route.segment_id)
@@ -202,7 +203,3 @@ def _check_content_type(value: str | None) -> None:
 
 def _error_response(error: ApiError) -> Response:
     return Response(error.status, orjson.dumps(error.document()), dict(error.headers))
-
-
-def _internal_error() -> ApiError:
-    return ApiError(500, "error", "A server error occurred.", "A server error occurred.")

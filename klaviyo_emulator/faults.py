@@ -1,7 +1,8 @@
 """Fault injection: scripted faults (consumed first, in order) and seeded random faults.
 
-The injector only decides which fault a request gets; the server applies it (error bodies,
-HTML pages, dropped or truncated connections, slow answers).
+The injector only decides which fault a request gets; the dispatcher applies it
+(`fault_pages.py` builds error bodies and HTML pages; `server.py` drops or truncates the
+connection, or answers slowly).
 """
 
 from __future__ import annotations

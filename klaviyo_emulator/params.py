@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -86,6 +87,7 @@ class Accepts:
     paged: bool = False
 
 
+@functools.cache
 def accepts(operation: str, revision: str) -> Accepts:
     """The query parameters an operation takes at a revision (API-NOTES §1, §5)."""
     newer = revision >= s.REVISION_2026_ATTRIBUTES

@@ -24,7 +24,9 @@ class NotFound(KeyError):
 
 
 class Store:
-    """Thread-safe state; every public method takes the lock, readers may hold it across calls."""
+    """Thread-safe state: mutators and ground-truth readers take `lock`; the plain lookups
+    (`segment`, `tag`, `profile_*`) do not, so callers hold `lock` around them (as
+    `Operations.run` does)."""
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
         self.lock = threading.RLock()
