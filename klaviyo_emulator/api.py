@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -26,6 +25,7 @@ from .render import (
     tag_resource,
 )
 from .store import NotFound, Store
+from .tags import get_tag, get_tag_relationships_segments, get_tags
 from .timefmt import epoch_to_datetime
 from .writes import create_segment, delete_segment, update_segment
 
@@ -40,11 +40,17 @@ class Request:
     query: Query
     segment_id: str | None
     body: bytes
+    tag_id: str | None = None
 
     @property
     def self_link(self) -> str:
         query = f"?{self.raw_query}" if self.raw_query else ""
         return f"{self.ctx.base}{self.path}{query}"
+
+    @property
+    def unpaged_links(self) -> dict[str, str | None]:
+        """`links` of a collection served in one page (API-NOTES §3: next and prev as null)."""
+        return {"self": self.self_link, "next": None, "prev": None}
 
     def page_link(self, token: str | None) -> str | None:
         if token is None:
@@ -71,6 +77,13 @@ class Operations:
             s.CREATE_SEGMENT: lambda request: create_segment(self.store, request),
             s.UPDATE_SEGMENT: lambda request: update_segment(self.store, request),
             s.DELETE_SEGMENT: lambda request: delete_segment(self.store, request),
+            s.GET_SEGMENT_FLOW_TRIGGERS: self.get_segment_flow_triggers,
+            s.GET_SEGMENT_RELATIONSHIPS_FLOW_TRIGGERS: self.get_segment_flow_triggers,
+            s.GET_TAGS: lambda request: get_tags(self.store, request),
+            s.GET_TAG: lambda request: get_tag(self.store, request),
+            s.GET_TAG_RELATIONSHIPS_SEGMENTS: lambda request: get_tag_relationships_segments(
+                self.store, request
+            ),
         }
 
     def run(self, operation: str, request: Request) -> Result:
@@ -83,7 +96,7 @@ class Operations:
         query = request.query
         sort = query.sort or "id"
         field_name = sort.lstrip("-")
-        scope = f"segments:{sort}:{_conditions_scope(query)}"
+        scope = f"segments:{sort}:{query.filter_scope()}"
         cursor = cursors.decode(query.cursor, scope) if query.cursor is not None else None
         by_key = {
             _segment_sort_key(segment, field_name): segment
@@ -150,12 +163,19 @@ class Operations:
             for tag_id in segment.tag_ids
             if tag_id in self.store.tags
         ]
-        return 200, orjson.dumps({"data": data, "links": {"self": request.self_link}})
+        return 200, orjson.dumps({"data": data, "links": request.unpaged_links})
 
     def get_segment_relationships_tags(self, request: Request) -> Result:
         segment = self._segment(request)
         data = [{"type": "tag", "id": t} for t in segment.tag_ids if t in self.store.tags]
-        return 200, orjson.dumps({"data": data, "links": {"self": request.self_link}})
+        return 200, orjson.dumps({"data": data, "links": request.unpaged_links})
+
+    # --- flow triggers --------------------------------------------------------------------------
+
+    def get_segment_flow_triggers(self, request: Request) -> Result:
+        """Both flow-trigger operations: the emulated account has no flows, so none is listed."""
+        self._segment(request)
+        return 200, orjson.dumps({"data": [], "links": request.unpaged_links})
 
     # --- members --------------------------------------------------------------------------------
 
@@ -189,7 +209,7 @@ class Operations:
 
     def _member_page(self, request: Request, segment: Segment, kind: str) -> paging.Page:
         query = request.query
-        scope = f"{kind}:{segment.id}:{query.sort or ''}:{_conditions_scope(query)}"
+        scope = f"{kind}:{segment.id}:{query.sort or ''}:{query.filter_scope()}"
         cursor = cursors.decode(query.cursor, scope) if query.cursor is not None else None
         if cursor is not None and not (
             len(cursor.position) == 1 and type(cursor.position[0]) is int
@@ -289,12 +309,6 @@ def _segment_record(segment: Segment) -> dict[str, Any]:
         "is_active": segment.is_active,
         "is_starred": segment.is_starred,
     }
-
-
-def _conditions_scope(query: Query) -> str:
-    # A cursor is only valid with the filter it was issued under.
-    text = dict(query.pairs).get("filter", "")
-    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest() if text else ""
 
 
 __all__ = ["ApiError", "Operations", "Request", "invalid"]

@@ -6,6 +6,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 
@@ -13,6 +14,8 @@ from .errors import invalid_cursor
 
 NEXT = "next"
 PREV = "prev"
+# How `page[cursor]` appears inside a next link, decoded or not.
+CURSOR_MARKERS = ("page[cursor]=", "page%5Bcursor%5D=")
 
 
 @dataclass(frozen=True)
@@ -43,3 +46,29 @@ def decode(token: str, scope: str) -> Cursor:
     if direction not in (NEXT, PREV) or cursor_scope != scope or not isinstance(position, list):
         raise invalid_cursor()
     return Cursor(direction, cursor_scope, tuple(position))
+
+
+def token_of(value: str) -> str:
+    """The cursor token in a `page[cursor]` value as Klaviyo's official SDKs send it.
+
+    The Python SDK documents passing the whole `links.next` as `page_cursor`. From a link that
+    starts with `https://` (all of Klaviyo's) it keeps what follows `page[cursor]`, `=` included,
+    so Klaviyo receives `=<token>`; any other link it sends whole. The emulator's links are
+    `http://`, so it also reads the token out of such a link, the way the SDK would have (what
+    Klaviyo does with a whole link is not known: the SDK never sends it one).
+
+    Args:
+        value: The decoded `page[cursor]` query parameter.
+
+    Returns:
+        The token to decode; anything unusable is left for `decode` to reject.
+    """
+    if value.startswith("http://"):
+        for marker in CURSOR_MARKERS:
+            at = value.rfind(marker)
+            if at >= 0:
+                value = unquote(value[at + len(marker) :].split("&", 1)[0])
+                break
+        else:
+            return ""
+    return value[1:] if value.startswith("=") else value

@@ -33,7 +33,8 @@ from .stats import Stats
 from .store import Store
 
 AUTH_SCHEME = "Klaviyo-API-Key "
-REVISION_RANGE = f"{s.REVISIONS[0]} to {s.REVISIONS[-1]}"
+REVISION_RANGE = f"{s.ACCEPTED_REVISIONS[0]} to {s.ACCEPTED_REVISIONS[-1]}"
+NO_REVISION_FOR_METHOD = "No valid revisions found for method"
 
 
 @dataclass
@@ -139,6 +140,9 @@ class Dispatcher:
                 raise method_not_allowed(method)
             raise not_found(f"The path {path} does not exist.")
         operation = route.operation
+        since = s.OPERATION_SINCE.get(operation)
+        if since is not None and revision < since:
+            raise not_found(NO_REVISION_FOR_METHOD)
         if method in ("POST", "PATCH"):
             _check_content_type(headers.get("content-type"))
         query = params.parse(raw_query, operation, revision)
@@ -151,7 +155,7 @@ class Dispatcher:
             slash=path.endswith("/"),
             revision=revision,
         )
-        request = Request(ctx, path, raw_query, query, route.segment_id, body)
+        request = Request(ctx, path, raw_query, query, route.segment_id, body, route.tag_id)
         status, payload = self.operations.run(operation, request)
         return Response(status, payload, dict(decision.headers))
 
@@ -172,7 +176,11 @@ class Dispatcher:
 
 
 def check_revision(value: str | None) -> str:
-    """The date part of a valid `revision` header; 400 otherwise."""
+    """The revision to answer as: the date part of a valid `revision` header; 400 otherwise.
+
+    A released revision without a spec at hand is answered as the one `REVISIONS_SERVED_AS`
+    names for it.
+    """
     if value is None or not value.strip():
         raise invalid(
             f"The 'revision' header is required. Accepted revisions are {REVISION_RANGE}.",
@@ -186,13 +194,13 @@ def check_revision(value: str | None) -> str:
             "revision",
         )
     revision = match.group(1)
-    if revision not in s.REVISIONS:
+    if revision not in s.ACCEPTED_REVISIONS:
         raise invalid(
             f"'{revision}' is not a valid revision. Accepted revisions are {REVISION_RANGE}: "
-            f"{', '.join(s.REVISIONS)}.",
+            f"{', '.join(s.ACCEPTED_REVISIONS)}.",
             "revision",
         )
-    return revision
+    return s.REVISIONS_SERVED_AS.get(revision, revision)
 
 
 def _check_content_type(value: str | None) -> None:

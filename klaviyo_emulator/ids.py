@@ -69,13 +69,18 @@ def segment_id(seed: int, number: int) -> str:
     return "".join(ALPHANUMERIC[b % len(ALPHANUMERIC)] for b in raw[:6])
 
 
-def tag_id(seed: int, number: int) -> str:
+def tag_id(seed: int, number: int, kind: str = "tag") -> str:
     """A UUID4-shaped tag id."""
-    raw = bytearray(digest(seed, "tag", number, 16))
+    raw = bytearray(digest(seed, kind, number, 16))
     raw[6] = (raw[6] & 0x0F) | 0x40
     raw[8] = (raw[8] & 0x3F) | 0x80
     text = raw.hex()
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def tag_group_id(seed: int, number: int) -> str:
+    """A UUID4-shaped tag group id, like the spec's example."""
+    return tag_id(seed, number, kind="tag-group")
 
 
 def api_key(seed: int, number: int) -> str:

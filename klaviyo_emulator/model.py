@@ -1,4 +1,5 @@
-"""Records held by the emulator: segments and tags (profiles live in `profiles.py` and `store.py`)."""
+"""Records held by the emulator: segments, tags and tag groups (profiles live in `profiles.py` and
+`store.py`)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,13 @@ class Tag:
 
     id: str
     name: str
+
+
+@dataclass(frozen=True)
+class TagGroup:
+    """A tag group; the emulated account has only its Default Tag Group, which holds every tag."""
+
+    id: str
+    name: str
+    exclusive: bool = False
+    default: bool = True

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
+from . import cursor as cursors
 from . import filters
 from . import settings as s
 from .errors import invalid
@@ -73,6 +75,12 @@ class Query:
     def as_mapping(self) -> dict[str, str]:
         return dict(self.pairs)
 
+    def filter_scope(self) -> str:
+        """A short digest of the `filter` text: a cursor is only valid with the filter it was
+        issued under."""
+        text = dict(self.pairs).get("filter", "")
+        return hashlib.blake2b(text.encode(), digest_size=6).hexdigest() if text else ""
+
 
 @dataclass(frozen=True)
 class Accepts:
@@ -92,12 +100,15 @@ def accepts(operation: str, revision: str) -> Accepts:
     """The query parameters an operation takes at a revision (API-NOTES §1, §5)."""
     newer = revision >= s.REVISION_2026_ATTRIBUTES
     flows = revision >= s.REVISION_FLOW_TRIGGERS
-    tag = frozenset(s.TAG_FIELDS + (("id",) if newer else ()))
-    segment = frozenset(s.SEGMENT_FIELDS + (("id",) if newer else ()))
+    ids = ("id",) if revision >= s.REVISION_SPARSE_ID else ()
+    tag = frozenset(s.TAG_FIELDS + ids)
+    segment = frozenset(s.SEGMENT_FIELDS + ids)
+    flow = frozenset(s.FLOW_FIELDS + ids)
+    tag_families = {"tag": tag, "tag-group": frozenset(s.TAG_GROUP_FIELDS + ids)}
     includes = frozenset({"tags", "flow-triggers"} if flows else {"tags"})
     segment_families = {"segment": segment, "tag": tag}
     if flows:
-        segment_families["flow"] = frozenset(s.FLOW_FIELDS)
+        segment_families["flow"] = flow
     if operation == s.GET_SEGMENTS:
         sized = revision >= s.REVISION_SEGMENTS_PAGE_SIZE
         return Accepts(
@@ -135,6 +146,20 @@ def accepts(operation: str, revision: str) -> Accepts:
         )
     if operation == s.GET_SEGMENT_TAGS:
         return Accepts(families={"tag": tag})
+    if operation == s.GET_SEGMENT_FLOW_TRIGGERS:
+        return Accepts(families={"flow": flow})
+    if operation == s.GET_TAGS:
+        tags_sized = revision >= s.REVISION_TAGS_PAGE_SIZE
+        return Accepts(
+            families=tag_families,
+            includes=frozenset({"tag-group"}),
+            sorts=s.TAG_SORTS,
+            filtered=True,
+            page_size=(s.TAGS_PAGE_SIZE, s.TAGS_PAGE_SIZE) if tags_sized else None,
+            paged=True,
+        )
+    if operation == s.GET_TAG:
+        return Accepts(families=tag_families, includes=frozenset({"tag-group"}))
     if operation in (s.CREATE_SEGMENT, s.UPDATE_SEGMENT) and (
         revision >= s.REVISION_SEGMENTS_PAGE_SIZE
     ):
@@ -179,7 +204,7 @@ def _apply(query: Query, spec: Accepts, name: str, value: str, operation: str, r
     elif name == "filter" and spec.filtered:
         query.conditions = _conditions(value, operation, rev)
     elif name == "page[cursor]" and spec.paged:
-        query.cursor = value
+        query.cursor = cursors.token_of(value)
     elif name == "page[size]" and spec.page_size is not None:
         query.page_size = _page_size(value, spec.page_size[1])
     else:

@@ -46,6 +46,8 @@ OPERATION_TIERS: dict[str, str] = {
     "get_tags": "S",
     "get_tag": "S",
     "get_tag_relationships_segments": "S",
+    "get_segment_flow_triggers": "S",
+    "get_segment_relationships_flow_triggers": "S",
 }
 DEFAULT_TIER = "L"
 DAILY_LIMITS: dict[str, int] = {"create_segment": 100, "update_segment": 100}
@@ -57,6 +59,8 @@ OPERATION_ALIASES: dict[str, str] = {
     "get_tags_for_segment": "get_segment_tags",
     "get_tag_ids_for_segment": "get_segment_relationships_tags",
     "get_segment_ids_for_tag": "get_tag_relationships_segments",
+    "get_flows_triggered_by_segment": "get_segment_flow_triggers",
+    "get_ids_for_flows_triggered_by_segment": "get_segment_relationships_flow_triggers",
 }
 
 PROFILE_COUNT_BUCKET = "additional-fields[segment]=profile_count"

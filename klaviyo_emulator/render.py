@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from . import settings as s
-from .model import Segment, Tag
+from .model import Segment, Tag, TagGroup
 from .timefmt import render_epoch
 
 
@@ -95,20 +95,49 @@ def segment_resource(
     }
 
 
-def tag_resource(ctx: Context, tag: Tag, fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+def tag_resource(
+    ctx: Context,
+    tag: Tag,
+    fields: tuple[str, ...] | None = None,
+    tag_group: TagGroup | None = None,
+) -> dict[str, Any]:
+    """A tag; `tag_group` adds its `tag-group` relationship data (for `include=tag-group`)."""
     path = f"/api/tags/{tag.id}"
     attributes = {"name": tag.name}
     if fields is not None:
         attributes = {k: v for k, v in attributes.items() if k in fields}
-    relationships = {
+    relationships: dict[str, Any] = {
         name: {"links": relationship_links(ctx, path, name)}
         for name in ("tag-group", "lists", "segments", "campaigns", "flows")
     }
+    if tag_group is not None:
+        data = {"type": "tag-group", "id": tag_group.id}
+        relationships["tag-group"] = {"data": data, **relationships["tag-group"]}
     return {
         "type": "tag",
         "id": tag.id,
         "attributes": attributes,
         "relationships": relationships,
+        "links": {"self": ctx.link(path)},
+    }
+
+
+def tag_group_resource(
+    ctx: Context, group: TagGroup, fields: tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    path = f"/api/tag-groups/{group.id}"
+    attributes: dict[str, Any] = {
+        "name": group.name,
+        "exclusive": group.exclusive,
+        "default": group.default,
+    }
+    if fields is not None:
+        attributes = {k: v for k, v in attributes.items() if k in fields}
+    return {
+        "type": "tag-group",
+        "id": group.id,
+        "attributes": attributes,
+        "relationships": {"tags": {"links": relationship_links(ctx, path, "tags")}},
         "links": {"self": ctx.link(path)},
     }
 

@@ -23,23 +23,37 @@ REVISIONS = (
     "2026-04-15",
     "2026-07-15",
 )
+# Released revisions without a spec at hand, and the revision served in their place.
+# 2026-10-15 is Klaviyo's current revision and the official SDK's default (API-NOTES §1); its
+# spec is not in the snapshot, so the endpoints answer as at the newest one that is. Later dates
+# are not released, and Klaviyo refuses an unreleased revision (API-NOTES §11): a 400 here.
+REVISIONS_SERVED_AS: dict[str, str] = {"2026-10-15": "2026-07-15"}
+ACCEPTED_REVISIONS = REVISIONS + tuple(REVISIONS_SERVED_AS)
 REVISION_PATTERN = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:\.([A-Za-z0-9_-]+))?$")
 
 # Revisions at which behaviour changes.
-REVISION_FLOW_TRIGGERS = (
-    "2024-10-15"  # include=flow-triggers, fields[flow], relationships.flow-triggers
-)
+# include=flow-triggers, fields[flow], relationships.flow-triggers, the flow-triggers endpoints
+REVISION_FLOW_TRIGGERS = "2024-10-15"
 REVISION_RELATIONSHIPS_PAGE_100 = "2024-10-15"  # relationships/profiles page[size] max 1000 -> 100
 REVISION_PROFILE_ID_FILTER = "2025-10-15"
-REVISION_2026_ATTRIBUTES = "2026-01-15"  # newer subscription channels, id in sparse fieldsets
+REVISION_2026_ATTRIBUTES = "2026-01-15"  # newer subscription channels, id in fields[profile]
 REVISION_SEGMENTS_PAGE_SIZE = "2026-04-15"  # page[size] on get_segments, fields[segment] on writes
+REVISION_SPARSE_ID = "2026-04-15"  # id in fields[segment], [tag], [tag-group] and [flow]
+REVISION_TAGS_PAGE_SIZE = "2026-04-15"  # page[size] on get_tags
 
 SCOPE_SEGMENTS_READ = "segments:read"
 SCOPE_SEGMENTS_WRITE = "segments:write"
 SCOPE_PROFILES_READ = "profiles:read"
 SCOPE_TAGS_READ = "tags:read"
+SCOPE_FLOWS_READ = "flows:read"
 ALL_SCOPES = frozenset(
-    {SCOPE_SEGMENTS_READ, SCOPE_SEGMENTS_WRITE, SCOPE_PROFILES_READ, SCOPE_TAGS_READ}
+    {
+        SCOPE_SEGMENTS_READ,
+        SCOPE_SEGMENTS_WRITE,
+        SCOPE_PROFILES_READ,
+        SCOPE_TAGS_READ,
+        SCOPE_FLOWS_READ,
+    }
 )
 
 # Operation names as at revision 2024-06-15 (API-NOTES §1).
@@ -52,6 +66,13 @@ GET_SEGMENT_PROFILES = "get_segment_profiles"
 GET_SEGMENT_RELATIONSHIPS_PROFILES = "get_segment_relationships_profiles"
 GET_SEGMENT_TAGS = "get_segment_tags"
 GET_SEGMENT_RELATIONSHIPS_TAGS = "get_segment_relationships_tags"
+# From 2024-10-15 (their aliases in the 2026-07-15 spec; the operationIds there are
+# get_flows_triggered_by_segment and get_ids_for_flows_triggered_by_segment).
+GET_SEGMENT_FLOW_TRIGGERS = "get_segment_flow_triggers"
+GET_SEGMENT_RELATIONSHIPS_FLOW_TRIGGERS = "get_segment_relationships_flow_triggers"
+GET_TAGS = "get_tags"
+GET_TAG = "get_tag"
+GET_TAG_RELATIONSHIPS_SEGMENTS = "get_tag_relationships_segments"
 UNKNOWN_OPERATION = "unknown"
 
 OPERATION_SCOPES: dict[str, frozenset[str]] = {
@@ -64,6 +85,17 @@ OPERATION_SCOPES: dict[str, frozenset[str]] = {
     GET_SEGMENT_RELATIONSHIPS_PROFILES: frozenset({SCOPE_SEGMENTS_READ, SCOPE_PROFILES_READ}),
     GET_SEGMENT_TAGS: frozenset({SCOPE_SEGMENTS_READ, SCOPE_TAGS_READ}),
     GET_SEGMENT_RELATIONSHIPS_TAGS: frozenset({SCOPE_SEGMENTS_READ, SCOPE_TAGS_READ}),
+    GET_SEGMENT_FLOW_TRIGGERS: frozenset({SCOPE_FLOWS_READ, SCOPE_SEGMENTS_READ}),
+    GET_SEGMENT_RELATIONSHIPS_FLOW_TRIGGERS: frozenset({SCOPE_FLOWS_READ, SCOPE_SEGMENTS_READ}),
+    GET_TAGS: frozenset({SCOPE_TAGS_READ}),
+    GET_TAG: frozenset({SCOPE_TAGS_READ}),
+    GET_TAG_RELATIONSHIPS_SEGMENTS: frozenset({SCOPE_SEGMENTS_READ, SCOPE_TAGS_READ}),
+}
+# The first revision of operations that are not in every revision served; before it Klaviyo
+# answers 404 "No valid revisions found for method" (API-NOTES §11).
+OPERATION_SINCE: dict[str, str] = {
+    GET_SEGMENT_FLOW_TRIGGERS: REVISION_FLOW_TRIGGERS,
+    GET_SEGMENT_RELATIONSHIPS_FLOW_TRIGGERS: REVISION_FLOW_TRIGGERS,
 }
 
 # Page sizes (API-NOTES §7).
@@ -72,8 +104,10 @@ PROFILES_PAGE_DEFAULT = 20
 PROFILES_PAGE_MAX = 100
 RELATIONSHIPS_PAGE_MAX_OLD = 1000
 RELATIONSHIPS_PAGE_MAX = 100
+TAGS_PAGE_SIZE = 50  # get_tags: 50 a page; page[size] (1-50) from 2026-04-15
 
 SEGMENT_SORTS = ("created", "-created", "id", "-id", "name", "-name", "updated", "-updated")
+TAG_SORTS = ("id", "-id", "name", "-name")
 MEMBER_SORTS = ("joined_group_at", "-joined_group_at")
 
 SEGMENT_FIELDS = (
@@ -87,7 +121,11 @@ SEGMENT_FIELDS = (
     "is_starred",
 )
 TAG_FIELDS = ("name",)
-FLOW_FIELDS = ("archived", "created", "id", "name", "status", "trigger_type", "updated")
+TAG_GROUP_FIELDS = ("default", "exclusive", "name")
+FLOW_FIELDS = ("archived", "created", "name", "status", "trigger_type", "updated")
+# Every account has one Default Tag Group, and tags belong to it unless put elsewhere (the
+# spec's description of `default`); its name is not documented.
+DEFAULT_TAG_GROUP_NAME = "Default"
 
 LOCATION_FIELDS = (
     "address1",

@@ -12,8 +12,8 @@ from typing import Any
 from . import ids
 from .dataset import Dataset
 from .memberships import key_epoch, key_index
-from .model import Segment, Tag
-from .settings import ALL_SCOPES, PROFILE_DEFAULT_FIELDS
+from .model import Segment, Tag, TagGroup
+from .settings import ALL_SCOPES, DEFAULT_TAG_GROUP_NAME, PROFILE_DEFAULT_FIELDS
 from .timefmt import datetime_to_epoch, epoch_to_datetime, render_epoch
 
 WRITABLE_PROFILE_FIELDS = frozenset(PROFILE_DEFAULT_FIELDS)
@@ -34,6 +34,7 @@ class Store:
         self.factory = dataset.factory
         self.segments: dict[str, Segment] = {s.id: s for s in dataset.segments}
         self.tags: dict[str, Tag] = {t.id: t for t in dataset.tags}
+        self.tag_group = TagGroup(ids.tag_group_id(seed, 0), DEFAULT_TAG_GROUP_NAME)
         self.clock_offset = 0.0
         self._segment_counter = len(dataset.segments)
         self._tag_counter = len(dataset.tags)
@@ -136,6 +137,11 @@ class Store:
             return self.tags[tag_id]
         except KeyError:
             raise NotFound(tag_id) from None
+
+    def tag_segment_ids(self, tag_id: str) -> list[str]:
+        """The segments that carry a tag, in the order the account holds segments."""
+        self.tag(tag_id)
+        return [s.id for s in self.segments.values() if tag_id in s.tag_ids]
 
     def link_tag(self, segment_id: str, tag_id: str) -> None:
         with self.lock:

@@ -1,8 +1,10 @@
-"""Klaviyo's OpenAPI fragments as response validators for the emulator's output.
+"""Klaviyo's OpenAPI specs as response validators for the emulator's output.
 
-The fragments live in `shared/klaviyo-api/` beside the repository (CI puts a copy of `shared/`
-next to its clone); `KLAVIYO_API_SPECS_DIR` may point at them instead. References are inlined,
-and only the nulls the spec gets wrong are relaxed (API-NOTES §12.11):
+The segment fragments and the whole specs they were cut from live in `shared/klaviyo-api/`
+beside the repository (CI puts a copy of `shared/` next to its clone); `KLAVIYO_API_SPECS_DIR`
+may point at them instead. Operations outside the fragments (the flow-trigger endpoints) are
+validated against the whole spec of the revision. References are inlined, and only the nulls
+the spec gets wrong are relaxed (API-NOTES §12.11):
 
 * `links.next` / `links.prev` are null in real responses but declared non-nullable strings;
 * `nullable: true` beside a `$ref` or a `oneOf` is ignored by strict OAS 3.0 validators.
@@ -30,6 +32,10 @@ SPEC_FILES = {
     "2024-06-15": "openapi-segments.json",
     "2026-07-15": "openapi-segments-2026-07-15.json",
 }
+FULL_SPEC_FILES = {
+    "2024-06-15": "openapi-2024-06-15.json",
+    "2026-07-15": "openapi-2026-07-15.json",
+}
 SPECS_ENV = "KLAVIYO_API_SPECS_DIR"
 
 
@@ -40,8 +46,9 @@ def specs_dir() -> Path | None:
     if os.environ.get(SPECS_ENV):
         configured = Path(os.environ[SPECS_ENV])
         candidates += [configured, configured / "klaviyo-api"]
+    names = [*SPEC_FILES.values(), *FULL_SPEC_FILES.values()]
     for folder in candidates:
-        if all((folder / name).is_file() for name in SPEC_FILES.values()):
+        if all((folder / name).is_file() for name in names):
             return folder.resolve()
     return None
 
@@ -49,13 +56,23 @@ def specs_dir() -> Path | None:
 @functools.cache
 def load_spec(revision: str) -> dict[str, Any]:
     """The fragment of a revision with its `CollectionLinks` nulls relaxed."""
+    return _load(SPEC_FILES[revision])
+
+
+@functools.cache
+def load_full_spec(revision: str) -> dict[str, Any]:
+    """The whole spec of a revision with its `CollectionLinks` nulls relaxed."""
+    return _load(FULL_SPEC_FILES[revision])
+
+
+def _load(name: str) -> dict[str, Any]:
     folder = specs_dir()
     if folder is None:
-        raise FileNotFoundError(f"no Klaviyo OpenAPI fragments found (set {SPECS_ENV})")
-    spec: dict[str, Any] = json.loads((folder / SPEC_FILES[revision]).read_text("utf-8"))
+        raise FileNotFoundError(f"no Klaviyo OpenAPI specs found (set {SPECS_ENV})")
+    spec: dict[str, Any] = json.loads((folder / name).read_text("utf-8"))
     links = spec["components"]["schemas"]["CollectionLinks"]["properties"]
-    for name in ("next", "prev"):
-        links[name]["nullable"] = True
+    for field in ("next", "prev"):
+        links[field]["nullable"] = True
     return spec
 
 
