@@ -23,6 +23,7 @@ from dlt.sources import DltResource
 from . import filters, settings
 from .catalog import SegmentCatalog
 from .client import KlaviyoClient
+from .exceptions import KlaviyoConfigError
 from .filters import format_state_datetime, parse_datetime
 from .known import (
     HISTORY_TABLE,
@@ -97,6 +98,7 @@ def klaviyo_source(
     reconcile_every_hours: float = settings.RECONCILE_EVERY_HOURS,
     reconcile_segments: list[str] | None = None,
     reconcile_inactive: bool = False,
+    rewalk_segments: list[str] | None = None,
     stats: ExtractionStats | None = None,
 ) -> Sequence[DltResource]:
     """Klaviyo segments, their tags, the profiles in each segment, and membership history.
@@ -118,6 +120,9 @@ def klaviyo_source(
         reconcile_segments: Segment ids to reconcile on this run whatever their age
             (inactive ones included), or `["all"]` for every active segment.
         reconcile_inactive: Reconcile inactive segments too (Klaviyo does not update them).
+        rewalk_segments: Segment ids to walk from their first member on this run, whatever
+            their cursors, or `["all"]` for every segment in scope. Nothing is dropped: the
+            walk reconciles them against what the tables hold (a scoped full refresh).
         stats: Counters to poll for progress from another thread.
 
     Returns:
@@ -141,6 +146,7 @@ def klaviyo_source(
         reconcile_every_hours,
         reconcile_segments,
         reconcile_inactive,
+        rewalk_segments,
     )
     counters = stats if stats is not None else ExtractionStats()
     logging.getLogger("dlt").addFilter(_JSON_HINT_NOTICE)
@@ -287,7 +293,14 @@ def segment_member_batches(
     """
     detected_at = filters.utc_now()
     tables = _selected_membership_tables()
-    reconciling = [table for table in tables if table in RECONCILED_TABLES]
+    kept = [table for table in tables if table in RECONCILED_TABLES]
+    # A leave is one fact in both tables: recorded only when both are loaded together.
+    reconciling = kept if set(kept) == set(RECONCILED_TABLES) else []
+    if options.reconcile_segments and not reconciling:
+        raise KlaviyoConfigError(
+            "reconciling records leaves in both segment_memberships and "
+            "segment_membership_history; load both of them to reconcile"
+        )
     if reconciling:
         ensure_merge(reconciling)
     listed = catalog.get()
@@ -308,15 +321,35 @@ def segment_member_batches(
         policy,
         detected_at,
         [_table_state(table, "processing") for table in tables],
+        options.rewalk_segments,
     )
-    tracked = {s for table in tables for s in _tracked_segments(table)}
-    retire = [segment_id for segment_id in listed.gone if segment_id in tracked]
-    known = KnownMemberships.of_running_pipeline(reconciling) if reconciling else None
+    retire = _segments_to_retire(listed.gone, tables, bool(reconciling) or not kept)
+    known = KnownMemberships.of_running_pipeline(kept) if kept else None
     stats.add(segments_total=len(walks))
     params = profile_params(options.profile_fields, options.additional_fields)
     yield from walk_memberships(
-        make_client, walks, params, options.max_workers, stats, known, retire, detected_at
+        make_client,
+        walks,
+        params,
+        options.max_workers,
+        stats,
+        known,
+        retire,
+        detected_at,
+        reconciling=bool(reconciling),
     )
+
+
+def _segments_to_retire(gone: Sequence[str], tables: Sequence[str], closes: bool) -> list[str]:
+    """Deleted segments whose rows this run retires.
+
+    Retiring closes every open stay, so a run that loads only one of the two membership
+    tables leaves them to a run that loads both (`closes` is False).
+    """
+    if not closes:
+        return []
+    tracked = {s for table in tables for s in _tracked_segments(table)}
+    return [segment_id for segment_id in gone if segment_id in tracked]
 
 
 def profiles(

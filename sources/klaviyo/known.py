@@ -8,7 +8,7 @@ filtered relation into the destination's SQL: no per-destination SQL here.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -82,14 +82,31 @@ class KnownMemberships:
             [table for table in tables if table not in refreshed],
         )
 
-    def open_stays(self, segment_id: str) -> Stays:
-        """`joined_group_at` of every stay of `segment_id` not closed yet, by profile id."""
-        if self._schema is None or not self._tables:
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """The tables whose open stays this reader sees."""
+        return tuple(self._tables)
+
+    def open_stays(
+        self,
+        segment_id: str,
+        profile_ids: Collection[str] | None = None,
+        tables: Collection[str] | None = None,
+    ) -> Stays:
+        """`joined_group_at` of every stay of `segment_id` not closed yet, by profile id.
+
+        Args:
+            segment_id: The segment.
+            profile_ids: Only these profiles; None reads every open stay of the segment.
+            tables: Only these of the reader's tables; None reads all of them.
+        """
+        read = [t for t in self._tables if tables is None or t in tables]
+        if self._schema is None or not read or profile_ids is not None and not profile_ids:
             return {}
         dataset = self._dataset()
         stays: Stays = {}
-        for table in self._tables:
-            relation = _open_stays_relation(dataset, table, segment_id)
+        for table in read:
+            relation = _open_stays_relation(dataset, table, segment_id, profile_ids)
             if relation is None:
                 continue
             try:
@@ -158,12 +175,17 @@ def _running_pipeline() -> dlt.Pipeline | None:
     return dlt.current.pipeline() if context.is_active() else None
 
 
-def _open_stays_relation(dataset: Any, table: str, segment_id: str) -> Any | None:
+def _open_stays_relation(
+    dataset: Any, table: str, segment_id: str, profile_ids: Collection[str] | None = None
+) -> Any | None:
     columns = dataset.schema.tables.get(table, {}).get("columns", {})
     if not {"segment_id", "profile_id", settings.JOINED_GROUP_AT} <= set(columns):
         return None  # never loaded: nothing is known
     of_segment = sge.column("segment_id", quoted=True).eq(sge.Literal.string(segment_id))
     relation = dataset.table(table).where(of_segment)
+    if profile_ids is not None:
+        literals = [sge.Literal.string(profile_id) for profile_id in sorted(profile_ids)]
+        relation = relation.where(sge.column("profile_id", quoted=True).isin(*literals))
     column, condition = _OPEN_CONDITIONS[table]
     if column in columns:
         relation = relation.where(condition)

@@ -13,7 +13,15 @@ import contextlib
 import gc
 import queue
 import threading
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    Collection,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -79,6 +87,7 @@ def plan_walks(
     policy: ReconcilePolicy | None = None,
     now: datetime | None = None,
     processing: Sequence[Mapping[str, str]] = (),
+    rewalk: Collection[str] = (),
 ) -> list[SegmentWalk]:
     """Decides where each segment's walk starts, and which segments are reconciled.
 
@@ -95,12 +104,15 @@ def plan_walks(
             was still computing when last walked. Their cursors advanced like any other, so
             members Klaviyo added meanwhile with older join times are caught up once it is
             done: by a reconciliation (which finds them by id), or without one by a full walk.
+        rewalk: Segment ids walked from their first member whatever their cursors, or
+            `["all"]` for every segment.
     """
     now = now or utc_now()
     walks = []
     for segment in segments:
         segment_id = segment["id"]
-        cursor = _oldest(table.get(segment_id) for table in cursors)
+        rewalked = settings.RECONCILE_ALL in rewalk or segment_id in rewalk
+        cursor = None if rewalked else _oldest(table.get(segment_id) for table in cursors)
         computing = bool((segment.get("attributes") or {}).get("is_processing"))
         catch_up = not computing and any(segment_id in table for table in processing)
         since = cursor or start_date
@@ -119,6 +131,7 @@ def plan_walks(
                 processing=computing,
                 reconcile=reconcile,
                 start_date=start_date,
+                rewalk=rewalked,
             )
         )
     return walks
@@ -159,6 +172,7 @@ def walk_memberships(
     known: KnownMemberships | None = None,
     retire: Sequence[str] = (),
     detected_at: datetime | None = None,
+    reconciling: bool = True,
 ) -> Iterator[MembershipBatch]:
     """Walks the segments concurrently and yields batches of about MEMBERSHIP_BATCH_ROWS rows.
 
@@ -168,9 +182,10 @@ def walk_memberships(
         params: Query parameters of every segment's first profile page.
         max_workers: Segments walked at the same time.
         stats: Progress counters.
-        known: Reader of the destination's open stays; None reconciles nothing.
+        known: Reader of the destination's open stays in the membership tables loaded.
         retire: Segments gone from Klaviyo whose open stays are closed (no request).
         detected_at: The run's time; defaults to now.
+        reconciling: Both membership tables are loaded: leaves may be recorded.
 
     Raises:
         KlaviyoError: The first error of any segment's walk; the other walks are stopped.
@@ -179,7 +194,7 @@ def walk_memberships(
     client = make_client(stop)
     pages: queue.Queue = queue.Queue(maxsize=max_workers * settings.PAGES_IN_FLIGHT_PER_WORKER)
     detected_at = detected_at or utc_now()
-    worker = SegmentWorker(client, pages, stop, stats, known, detected_at)
+    worker = SegmentWorker(client, pages, stop, stats, known, detected_at, reconciling)
     pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="klaviyo-segment")
     try:
         for walk in walks:

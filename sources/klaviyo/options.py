@@ -41,6 +41,7 @@ class SourceOptions:
     reconcile_every_hours: float = settings.RECONCILE_EVERY_HOURS
     reconcile_segments: tuple[str, ...] = ()
     reconcile_inactive: bool = False
+    rewalk_segments: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         # Keeps the key out of any log or traceback that prints the options.
@@ -61,6 +62,7 @@ def validate_options(
     reconcile_every_hours: Any = settings.RECONCILE_EVERY_HOURS,
     reconcile_segments: Any = None,
     reconcile_inactive: Any = False,
+    rewalk_segments: Any = None,
 ) -> SourceOptions:
     """Checks every argument and normalises it.
 
@@ -81,6 +83,7 @@ def validate_options(
         reconcile_every_hours=_hours("reconcile_every_hours", reconcile_every_hours),
         reconcile_segments=_string_list("reconcile_segments", reconcile_segments) or (),
         reconcile_inactive=_flag("reconcile_inactive", reconcile_inactive),
+        rewalk_segments=_string_list("rewalk_segments", rewalk_segments) or (),
     )
 
 

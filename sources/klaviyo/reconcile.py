@@ -123,17 +123,41 @@ class MembershipComparison:
         """
         return self.unknown
 
+    @property
+    def oldest_stay(self) -> datetime | None:
+        """The earliest `joined_group_at` of the known open stays; None when there are none."""
+        return min((min(stays) for stays in self.known.values() if stays), default=None)
+
     def closures(self, detected_at: datetime) -> Iterator[Closure]:
         """The stays that ended: every open stay of a profile that left, and every stay
         followed by a newer one (a re-join seen by this or an earlier walk)."""
         for profile_id, stays in self.known.items():
-            newest = self.rejoined.get(profile_id)
-            timeline = sorted({*stays, newest} if newest is not None else set(stays))
-            for stay, following in zip(timeline, timeline[1:], strict=False):
-                if stay in stays:
-                    yield Closure(profile_id, stay, following, False)
+            timeline = self._timeline(profile_id, stays)
+            yield from _superseded(profile_id, stays, timeline)
             if profile_id in self.absent:
                 yield Closure(profile_id, timeline[-1], detected_at, True)
+
+    def rejoin_closures(self) -> Iterator[Closure]:
+        """Only the stays followed by a newer one: what a walk that lists no ids can close.
+
+        A walk from the cursor sees a re-join as a member with a newer `joined_group_at`;
+        the earlier stay ends there, whether or not the segment is reconciled.
+        """
+        for profile_id, stays in self.known.items():
+            yield from _superseded(profile_id, stays, self._timeline(profile_id, stays))
+
+    def _timeline(self, profile_id: str, stays: tuple[datetime, ...]) -> list[datetime]:
+        newest = self.rejoined.get(profile_id)
+        return sorted({*stays, newest} if newest is not None else set(stays))
+
+
+def _superseded(
+    profile_id: str, stays: tuple[datetime, ...], timeline: list[datetime]
+) -> Iterator[Closure]:
+    """Each known stay that a later one follows ends where the later one starts."""
+    for stay, following in zip(timeline, timeline[1:], strict=False):
+        if stay in stays:
+            yield Closure(profile_id, stay, following, False)
 
 
 def everyone_leaves(known: Stays, detected_at: datetime) -> Iterator[Closure]:

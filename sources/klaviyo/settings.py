@@ -4,7 +4,9 @@ from __future__ import annotations
 
 DEFAULT_BASE_URL = "https://a.klaviyo.com"
 DEFAULT_REVISION = "2026-07-15"
-"""The newest revision with a published spec; 2024-06-15 keeps working too."""
+"""The newest revision with a published spec; 2024-06-15 keeps working too. Any real date is
+accepted (`options.validate_revision`), Klaviyo's current 2026-10-15 included: what a revision
+changes is looked up by comparing dates, so a newer one is treated as this one."""
 
 REVISION_PATTERN = r"^(\d{4}-\d{2}-\d{2})(\.pre)?$"
 
@@ -73,6 +75,14 @@ MALFORMED_BODY_RETRIES = 2
 """A 200 that is not JSON:API is retried this often only: it usually means a wrong base URL."""
 BODY_EXCERPT_CHARS = 200
 
+# Values every destination can store (README "Odd text and numbers").
+UNSTORABLE_TEXT_REPLACEMENT = b"\\ufffd"
+"""JSON escape of U+FFFD, which replaces a NUL character (Postgres text and jsonb refuse it) and
+a lone UTF-16 surrogate (not encodable as UTF-8) wherever an answer carries one, keys included."""
+EXACT_INTEGER_DIGITS = 19
+"""An integer literal of this many digits or more may lie outside orjson's 64-bit range (which
+it would round to a float): a page holding one is decoded with exact integers instead."""
+
 # Profile attributes as get_segment_profiles returns them (API-NOTES §4.2).
 PROFILE_STRING_ATTRIBUTES = (
     "email",
@@ -113,6 +123,8 @@ WALK_GC_THRESHOLDS = (50_000, 20, 100)
 `memberships._fewer_collections`."""
 KNOWN_MEMBERSHIPS_FETCH_ROWS = 50_000
 """Rows fetched at a time when reading a segment's known members from the destination."""
+REJOIN_LOOKUP_PROFILES = 1000
+"""Walked members looked up at a time in the history, to close the stays their re-joins end."""
 
 # Reconciliation: finding the profiles that left a segment.
 RECONCILE_EVERY_HOURS = 24.0

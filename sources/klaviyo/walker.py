@@ -21,7 +21,7 @@ from . import settings
 from .client import KlaviyoClient, api_path, revision_at_least
 from .exceptions import KlaviyoNotFoundError
 from .filters import filter_bound, format_state_datetime, joined_since_filter
-from .known import KnownMemberships
+from .known import HISTORY_TABLE, KnownMemberships
 from .ratelimit import Interrupted
 from .reconcile import Closure, MembershipComparison, everyone_leaves
 from .rows import Resource, joined_group_at
@@ -40,7 +40,10 @@ class SegmentWalk:
             up on members it added with older join times.
         reconcile: Compare the members with the open stays in the destination and close
             the stays that ended. With a cursor, this walks the segment's profile ids first.
-        start_date: The earliest joined_group_at loaded at all (the source's `start_date`).
+        start_date: The earliest joined_group_at a first load reads (the source's
+            `start_date`).
+        rewalk: Its cursor was set aside on request: walked from its first member although
+            the destination holds rows of it.
     """
 
     segment_id: str
@@ -49,6 +52,7 @@ class SegmentWalk:
     processing: bool = False
     reconcile: bool = False
     start_date: datetime | None = None
+    rewalk: bool = False
 
 
 @dataclass
@@ -114,8 +118,11 @@ class SegmentWorker:
         pages: The run's bounded event queue.
         stop: Set when the run stops; every wait and put gives up.
         stats: Progress counters.
-        known: Reader of the destination's open stays; None disables reconciliation.
+        known: Reader of the destination's open stays in the membership tables of the run.
         detected_at: The run's time: when the leaves it finds were seen.
+        reconciling: Leaves may be recorded: both membership tables are loaded, so a leave
+            is one fact in both. Otherwise only re-joins close stays, and deleted segments
+            are retired by a later run that loads both.
     """
 
     client: KlaviyoClient
@@ -124,6 +131,7 @@ class SegmentWorker:
     stats: ExtractionStats
     known: KnownMemberships | None
     detected_at: datetime
+    reconciling: bool = True
 
     def walk(self, walk: SegmentWalk, params: dict[str, str]) -> None:
         """Loads one segment's members (from its cursor) and reconciles it if asked."""
@@ -140,7 +148,7 @@ class SegmentWorker:
     def retire(self, segment_id: str) -> None:
         """Closes every open stay of a segment that Klaviyo no longer lists."""
         try:
-            known = self.known.open_stays(segment_id) if self.known else {}
+            known = self.known.open_stays(segment_id) if self.known and self.reconciling else {}
             self._put_closures(segment_id, everyone_leaves(known, self.detected_at))
             self._put(Finished(segment_id, walked=False, retired=True))
         except Interrupted:
@@ -150,28 +158,34 @@ class SegmentWorker:
 
     def _walk(self, walk: SegmentWalk, params: dict[str, str], progress: _Progress) -> None:
         segment_id = walk.segment_id
-        if walk.reconcile and self.known is not None:
+        if walk.reconcile and self.reconciling and self.known is not None:
             progress.comparison = MembershipComparison(self.known.open_stays(segment_id))
         comparison = progress.comparison
         # One bound for both sides: the walk from the cursor reads >= bound, a catch-up < bound.
         bound = filter_bound(walk.since) if walk.since is not None else None
-        if comparison is not None and walk.cursor is not None:
-            self._list_profile_ids(walk, comparison)
-        self._fetch_profiles(walk, params, bound, None, progress)
+        window = _compared_since(walk, comparison)
+        if comparison is not None and _lists_ids(walk, bound, window):
+            self._list_profile_ids(walk, window, comparison)
+        rejoins = self._rejoins(walk) if comparison is None else None
+        self._fetch_profiles(walk, params, bound, None, progress, rejoins)
         if comparison is not None and bound is not None and comparison.late_joiners:
-            self._fetch_profiles(walk, params, walk.start_date, bound, progress)
+            self._fetch_profiles(walk, params, window, bound, progress)
         if comparison is not None:
             self._put_closures(segment_id, comparison.closures(self.detected_at))
+        if rejoins is not None:
+            self._close_rejoins(segment_id, rejoins)
         newest = progress.newest
         cursor = format_state_datetime(newest) if newest else None
         reconciled = comparison is not None
         self._put(Finished(segment_id, cursor, reconciled=reconciled, processing=walk.processing))
 
-    def _list_profile_ids(self, walk: SegmentWalk, comparison: MembershipComparison) -> None:
+    def _list_profile_ids(
+        self, walk: SegmentWalk, since: datetime | None, comparison: MembershipComparison
+    ) -> None:
         revision = self.client.revision
         params = {"page[size]": str(profile_ids_page_size(revision))}
-        if walk.start_date is not None:
-            params["filter"] = joined_since_filter(walk.start_date)
+        if since is not None:
+            params["filter"] = joined_since_filter(since)
         path = api_path(settings.SEGMENT_PROFILE_IDS_PATH, revision, segment_id=walk.segment_id)
         operation = "get_segment_relationships_profiles"
         for page in self.client.paginate(path, params, operation, walk.segment_id):
@@ -183,6 +197,30 @@ class SegmentWorker:
                 if isinstance(item, dict) and item.get("id")
             )
 
+    def _rejoins(self, walk: SegmentWalk) -> dict[str, datetime] | None:
+        """Collects the walked members whose earlier stays may have to close, or None.
+
+        Only the history keeps several stays of a profile, and only a segment loaded before
+        can hold one, so first loads and runs without the history table collect nothing.
+        """
+        if self.known is None or HISTORY_TABLE not in self.known.tables:
+            return None
+        if walk.cursor is None and not walk.rewalk:
+            return None
+        return {}
+
+    def _close_rejoins(self, segment_id: str, walked: dict[str, datetime]) -> None:
+        """Closes the open stays that the walked members' newer joins end (see `_rejoins`)."""
+        if not walked or self.known is None:
+            walked.clear()
+            return
+        known = self.known.open_stays(segment_id, walked, tables=(HISTORY_TABLE,))
+        comparison = MembershipComparison(known)
+        for profile_id in known:
+            comparison.walked(profile_id, walked[profile_id])
+        walked.clear()
+        self._put_closures(segment_id, comparison.rejoin_closures())
+
     def _fetch_profiles(
         self,
         walk: SegmentWalk,
@@ -190,9 +228,12 @@ class SegmentWorker:
         since: datetime | None,
         before: datetime | None,
         progress: _Progress,
+        rejoins: dict[str, datetime] | None = None,
     ) -> None:
         """Walks members joined at or after `since`, and before `before` when given (a
-        catch-up of members that joined below the cursor; pages come sorted by join time)."""
+        catch-up of members that joined below the cursor; pages come sorted by join time).
+
+        Members are added to `rejoins` when given, and their re-joins closed in chunks."""
         query = dict(params)
         if since is not None:
             query["filter"] = joined_since_filter(since)
@@ -216,6 +257,12 @@ class SegmentWorker:
                 for profile, stamp in zip(profiles, joined, strict=True):
                     comparison.walked(profile["id"], stamp)
             self._put(Page(walk.segment_id, profiles, joined))
+            if rejoins is not None:
+                rejoins.update(
+                    (p["id"], j) for p, j in zip(profiles, joined, strict=True) if j is not None
+                )
+                if len(rejoins) >= settings.REJOIN_LOOKUP_PROFILES:
+                    self._close_rejoins(walk.segment_id, rejoins)
             progress.emitted = progress.emitted or bool(profiles)
             if reached:
                 return
@@ -239,9 +286,10 @@ class SegmentWorker:
     def _vanished(self, segment_id: str, progress: _Progress, error: KlaviyoNotFoundError) -> None:
         logger.warning(f"{error}; it was deleted during the run: its memberships are closed")
         try:
-            if progress.emitted:
+            if progress.emitted or not self.reconciling:
                 # This run already loads some of its members as current: a closure of the same
-                # stay in the same load would race with it. The next run retires the segment.
+                # stay in the same load would race with it. The next run retires the segment
+                # (as it does when this run cannot record leaves in both membership tables).
                 self._put(Finished(segment_id, vanished=True))
                 return
             comparison = progress.comparison
@@ -278,6 +326,27 @@ class SegmentWorker:
     def _put_quietly(self, event: Any) -> None:
         with contextlib.suppress(Interrupted):
             self._put(event)
+
+
+def _compared_since(walk: SegmentWalk, comparison: MembershipComparison | None) -> datetime | None:
+    """The earliest `joined_group_at` a reconciliation compares (None: every member).
+
+    `start_date` bounds what a first load reads, but stays older than it that the destination
+    already holds (loaded before `start_date` was set or raised) are still members or not:
+    they must be listed too, or they would look like leaves.
+    """
+    if walk.start_date is None:
+        return None
+    oldest = comparison.oldest_stay if comparison is not None else None
+    return min(walk.start_date, oldest) if oldest is not None else walk.start_date
+
+
+def _lists_ids(walk: SegmentWalk, bound: datetime | None, since: datetime | None) -> bool:
+    """Whether a reconciliation needs the id walk: the profile walk does not cover every
+    compared member (it starts at a cursor, or above stays the destination holds)."""
+    if walk.cursor is not None:
+        return True
+    return bound is not None and (since is None or filter_bound(since) < bound)
 
 
 def profile_ids_page_size(revision: str) -> int:

@@ -10,7 +10,7 @@ import pytest
 
 from .conftest import Loader, Truth, utc
 
-REVISIONS = ("2024-06-15", "2026-07-15")
+REVISIONS = ("2024-06-15", "2026-07-15", "2026-10-15")
 
 
 @pytest.mark.parametrize("revision", REVISIONS)
