@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sources.klaviyo import ExtractionStats
 
-from .errors import PipelineConfigError, describe_failure
+from .errors import DROP_PENDING_OPTION, PipelineConfigError, describe_failure
 from .klaviyo_segments_pipeline import (
     DATASET_NAME,
     DUCKDB_FILE,
     PIPELINE_NAME,
+    PIPELINES_DIR,
     TABLES,
     RunReport,
     load_segments,
@@ -50,7 +51,9 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         "--destination", default="duckdb", help="any dlt destination name (default: duckdb)"
     )
     run.add_argument(
-        "--duckdb-file", default=DUCKDB_FILE, help=f"DuckDB file (default: {DUCKDB_FILE})"
+        "--duckdb-file",
+        default=DUCKDB_FILE,
+        help=f"DuckDB file, relative to the current folder (default: {DUCKDB_FILE})",
     )
     run.add_argument(
         "--dataset", default=DATASET_NAME, help=f"dataset name (default: {DATASET_NAME})"
@@ -59,7 +62,9 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         "--pipeline-name", default=PIPELINE_NAME, help="pipeline name; keeps the cursors"
     )
     run.add_argument(
-        "--pipelines-dir", default=None, help="dlt working folder (default: ~/.dlt/pipelines)"
+        "--pipelines-dir",
+        default=None,
+        help=f"dlt working folder: load packages and local state (default: {PIPELINES_DIR})",
     )
     run.add_argument(
         "--segment-id",
@@ -91,7 +96,14 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--full-refresh",
         action="store_true",
-        help="drop the tables and cursors, then load all again",
+        help="load all again: alone, drop the tables and cursors first; with --segment-id or "
+        "--resources, drop nothing and walk those segments from their first member",
+    )
+    run.add_argument(
+        DROP_PENDING_OPTION,
+        action="store_true",
+        help="drop the load packages a failed run left (and rewind the cursors to before "
+        "them) instead of loading them first",
     )
     run.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     run.add_argument("--verbose", action="store_true", help="show tracebacks and dlt logs")
@@ -147,6 +159,7 @@ def command_run(args: argparse.Namespace) -> int:
             pipeline,
             resources=resources,
             full_refresh=args.full_refresh,
+            drop_pending=args.drop_pending,
             stats=stats,
             **source_options(args),
         )
@@ -154,30 +167,54 @@ def command_run(args: argparse.Namespace) -> int:
     return 0
 
 
+class _DropAll(logging.Filter):
+    """Drops every record of the logger it is added to."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@contextmanager
+def dlt_logs(shown: bool) -> Iterator[None]:
+    """Let dlt's log records through only when ``shown`` (``--verbose``).
+
+    dlt logs a failed load job at ERROR level with the job's whole traceback, twice (when the
+    job fails and when the loader collects it); without ``--verbose`` the one error line the
+    CLI prints says it all. The filter sits on the logger object, which dlt keeps when it
+    sets its level and handler up at pipeline creation.
+    """
+    if shown:
+        yield
+        return
+    logger, drop_all = logging.getLogger("dlt"), _DropAll()
+    logger.addFilter(drop_all)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop_all)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    if not args.verbose:
-        # dlt configures its logger from this when a pipeline starts; a user's setting wins.
-        os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
-        logging.getLogger("dlt").setLevel(logging.ERROR)
-    try:
-        if args.command == "demo":
-            from .demo import run_demo
+    with dlt_logs(shown=args.verbose):
+        try:
+            if args.command == "demo":
+                from .demo import run_demo
 
-            return run_demo(args.dir)
-        return command_run(args)
-    except KeyboardInterrupt:
-        print(
-            "klaviyo-segments: interrupted; the next run resumes from the last loaded cursor",
-            file=sys.stderr,
-        )
-        return 130
-    except Exception as error:
-        if args.verbose:
-            raise
-        print(f"klaviyo-segments: error: {describe_failure(error)}", file=sys.stderr)
-        return 1
+                return run_demo(args.dir)
+            return command_run(args)
+        except KeyboardInterrupt:
+            print(
+                "klaviyo-segments: interrupted; the next run resumes from the last loaded cursor",
+                file=sys.stderr,
+            )
+            return 130
+        except Exception as error:
+            if args.verbose:
+                raise
+            print(f"klaviyo-segments: error: {describe_failure(error)}", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

@@ -13,10 +13,17 @@ from sources.klaviyo.exceptions import KlaviyoError, exception_chain
 # Private keys are `pk_` + 34 alphanumerics; redact anything of that shape whatever the message.
 _KEY_PATTERN = re.compile(r"pk_[A-Za-z0-9]{6,}")
 _MAX_LENGTH = 400
+# A failed load's cause is cut shorter, so that the way out that follows it always fits.
+_MAX_CAUSE_LENGTH = 220
+DROP_PENDING_OPTION = "--drop-pending"
 
 
 class PipelineConfigError(ValueError):
     """A pipeline option that cannot work; its message is the whole explanation."""
+
+
+class PipelineBusyError(RuntimeError):
+    """Another run of the same pipeline holds its lock; the message names that run."""
 
 
 def describe_failure(error: BaseException) -> str:
@@ -26,11 +33,12 @@ def describe_failure(error: BaseException) -> str:
         error: The exception the pipeline raised (often a dlt ``PipelineStepFailed``).
 
     Returns:
-        The most specific explanation found in the exception's chain.
+        The most specific explanation found in the exception's chain; when the failed run
+        left a load package pending, the line also names it and the way out.
     """
     chain = list(exception_chain(error))
     for cause in chain:
-        if isinstance(cause, (KlaviyoError, PipelineConfigError)):
+        if isinstance(cause, (KlaviyoError, PipelineConfigError, PipelineBusyError)):
             return _one_line(str(cause))
     for cause in chain:
         if isinstance(cause, ConfigFieldMissingException):
@@ -41,9 +49,28 @@ def describe_failure(error: BaseException) -> str:
                 "such as duckdb, postgres, bigquery, snowflake, motherduck or filesystem"
             )
     innermost = chain[-1]
-    failed_step = next((c.step for c in chain if isinstance(c, PipelineStepFailed)), None)
+    step_failed = next((c for c in chain if isinstance(c, PipelineStepFailed)), None)
+    failed_step = step_failed.step if step_failed else None
     where = f"destination error during {failed_step}: " if failed_step in ("sync", "load") else ""
-    return _one_line(f"{where}{type(innermost).__name__}: {innermost}")
+    reason = f"{where}{type(innermost).__name__}: {innermost}"
+    pending = _pending_package(step_failed)
+    if pending is None:
+        return _one_line(reason)
+    return (
+        f"{_one_line(reason, _MAX_CAUSE_LENGTH)}; load package {pending} stays pending and every "
+        f"run loads it first: fix the cause and run again, or run with {DROP_PENDING_OPTION} "
+        "to drop it and extract its rows again"
+    )
+
+
+def _pending_package(step_failed: PipelineStepFailed | None) -> str | None:
+    # A package that failed to normalize or load is kept by dlt and retried before anything
+    # else, so the same error comes back on every run until the user acts.
+    if step_failed is None or step_failed.step not in ("normalize", "load"):
+        return None
+    if not step_failed.has_pending_data or not step_failed.load_id:
+        return None
+    return str(step_failed.load_id)
 
 
 def _missing_config(error: ConfigFieldMissingException) -> str:
@@ -56,7 +83,7 @@ def _missing_config(error: ConfigFieldMissingException) -> str:
     return f"missing configuration: {fields} (of {error.spec_name}); see .dlt/config.toml and the README"
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: str, limit: int = _MAX_LENGTH) -> str:
     first = " ".join(text.strip().split("\n", 1)[0].split())
     first = _KEY_PATTERN.sub("pk_***", first)
-    return first if len(first) <= _MAX_LENGTH else first[: _MAX_LENGTH - 1] + "…"
+    return first if len(first) <= limit else first[: limit - 1] + "…"

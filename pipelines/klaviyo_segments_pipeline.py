@@ -6,19 +6,24 @@ Run it as a script (``python pipelines/klaviyo_segments_pipeline.py``) with the 
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import json
+import os
+import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Concatenate, ParamSpec, TypeVar
 
 import dlt
 from dlt.common.destination import Destination
-from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
-from pipelines.errors import PipelineConfigError
+from pipelines.errors import PipelineBusyError, PipelineConfigError
 from sources.klaviyo import ExtractionStats, klaviyo_source
 
 PIPELINE_NAME = "klaviyo_segments"
@@ -32,6 +37,11 @@ TABLES = (
     "segment_memberships",
     "segment_membership_history",
 )
+PIPELINES_DIR = os.path.join(".dlt", "pipelines")
+"""dlt's working folders, under the project folder the CLI runs in."""
+
+_Params = ParamSpec("_Params")
+_Result = TypeVar("_Result")
 
 
 @dataclass
@@ -43,6 +53,28 @@ class RunReport:
     stats: ExtractionStats | None = None
     destination: str = ""
     dataset_name: str = ""
+    duckdb_file: str = ""
+    """Absolute path of the DuckDB database loaded into; empty for other destinations."""
+    dropped_packages: list[str] = field(default_factory=list)
+    """Pending load packages dropped before this run (``drop_pending``)."""
+
+
+def duckdb_path(duckdb_file: str | None = None) -> Path:
+    """The DuckDB file as an absolute path, resolved against the current directory now.
+
+    dlt would resolve a relative path against the folder the pipeline first ran in (kept in
+    its local state), so a run from another project folder would write into the first one's file.
+    """
+    return Path(duckdb_file or DUCKDB_FILE).expanduser().absolute()
+
+
+def project_pipelines_dir(pipelines_dir: str | None = None) -> str:
+    """dlt's working folder as an absolute path: ``.dlt/pipelines`` in the current directory.
+
+    dlt's own default (``~/.dlt/pipelines``) is shared by every project of the user, and a
+    pipeline's local state there outlives the project that created it.
+    """
+    return str(Path(pipelines_dir or PIPELINES_DIR).expanduser().absolute())
 
 
 def make_destination(destination: str, duckdb_file: str | None) -> Any:
@@ -65,7 +97,7 @@ def make_destination(destination: str, duckdb_file: str | None) -> Any:
         if isinstance(configured, str):
             configured = json.loads(configured)
         credentials = DuckDbCredentials(
-            duckdb_file or DUCKDB_FILE, global_config={**defaults, **configured}
+            str(duckdb_path(duckdb_file)), global_config={**defaults, **configured}
         )
         return dlt.destinations.duckdb(credentials=credentials)
     return Destination.from_reference(destination)
@@ -79,6 +111,14 @@ def make_pipeline(
     pipelines_dir: str | None = None,
 ) -> dlt.Pipeline:
     """Create (or attach to) the named pipeline; its state holds the per-segment cursors.
+
+    Args:
+        destination: Any dlt destination name.
+        dataset_name: Dataset (schema) to load into.
+        pipeline_name: Name of the pipeline, and of its working folder.
+        duckdb_file: DuckDB file; relative to the current directory.
+        pipelines_dir: dlt's working folder; ``.dlt/pipelines`` in the current directory when
+            not given.
 
     Raises:
         PipelineConfigError: The DuckDB file is named like the dataset, which DuckDB cannot
@@ -94,15 +134,107 @@ def make_pipeline(
         pipeline_name=pipeline_name,
         destination=make_destination(destination, duckdb_file),
         dataset_name=dataset_name,
-        pipelines_dir=pipelines_dir or get_dlt_pipelines_dir(),
+        pipelines_dir=project_pipelines_dir(pipelines_dir),
     )
 
 
+def lock_path(pipeline: dlt.Pipeline) -> Path:
+    """The run lock's file, beside the pipeline's working folder: dlt may wipe that folder."""
+    return Path(pipeline.pipelines_dir) / f"{pipeline.pipeline_name}.lock"
+
+
+@contextmanager
+def pipeline_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
+    """Hold the pipeline's run lock for the block; refuse at once if another run holds it.
+
+    Two runs in one working folder break each other's load packages and state. The lock is
+    an OS file lock (``flock``), which the kernel releases when its holder ends however it
+    ends, so a lock file left by a killed run never blocks the next one.
+
+    Raises:
+        PipelineBusyError: Another run of this pipeline holds the lock; names that run.
+    """
+    path = lock_path(pipeline)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # "a+" opens without truncating: the holder's details stay readable by a refused run.
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PipelineBusyError(_busy_message(pipeline, path, handle)) from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps(_this_run()))
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _this_run() -> dict[str, Any]:
+    started = datetime.now(timezone.utc).replace(microsecond=0)
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": started.isoformat()}
+
+
+def _busy_message(pipeline: dlt.Pipeline, path: Path, handle: IO[str]) -> str:
+    handle.seek(0)
+    try:
+        holder = json.loads(handle.read())
+        other = f"pid {holder['pid']} on {holder['host']}, started {holder['started']}"
+    except (ValueError, KeyError, TypeError):
+        # The holder took the lock an instant ago and has not written its details yet.
+        other = f"lock file {path}"
+    return (
+        f"pipeline {pipeline.pipeline_name!r} is already running ({other}); nothing was "
+        "loaded: wait for that run to end, or run this one under another --pipeline-name"
+    )
+
+
+def one_run_at_a_time(
+    run: Callable[Concatenate[dlt.Pipeline, _Params], _Result],
+) -> Callable[Concatenate[dlt.Pipeline, _Params], _Result]:
+    """Hold the pipeline's run lock for the whole call of ``run(pipeline, ...)``."""
+
+    @functools.wraps(run)
+    def locked(pipeline: dlt.Pipeline, *args: _Params.args, **kwargs: _Params.kwargs) -> _Result:
+        with pipeline_lock(pipeline):
+            return run(pipeline, *args, **kwargs)
+
+    return locked
+
+
+def drop_pending_packages(pipeline: dlt.Pipeline) -> list[str]:
+    """Drop the load packages earlier runs left, and rewind the local state to before them.
+
+    A package keeps the rows of its run and the cursors they justify. dlt's abort deletes
+    it and restores the local state and schemas saved when the oldest dropped package was
+    extracted, so the cursors go back to the last rows that reached the destination and the
+    next extract reads the dropped rows again.
+
+    Returns:
+        The ids of the dropped packages, oldest first.
+    """
+    pending = sorted(
+        {*pipeline.list_extracted_load_packages(), *pipeline.list_normalized_load_packages()}
+    )
+    if pending:
+        pipeline.abort_packages()
+        # A dropped package may have been loaded in full before its run died: the destination
+        # then holds newer cursors than the rewound ones, and they win (dlt counts the
+        # destination's state of completed loads only). Done here, not left to the run, so
+        # that it holds with restore_from_destination turned off.
+        pipeline.sync_destination()
+    return pending
+
+
+@one_run_at_a_time
 def load_segments(
     pipeline: dlt.Pipeline,
     *,
     resources: Sequence[str] | None = None,
     full_refresh: bool = False,
+    drop_pending: bool = False,
     stats: ExtractionStats | None = None,
     **source_options: Any,
 ) -> RunReport:
@@ -111,23 +243,38 @@ def load_segments(
     Args:
         pipeline: The pipeline to run.
         resources: Optional subset of the source's resources to load.
-        full_refresh: Drop the source's tables and cursors first, then load everything again.
+        full_refresh: Load everything again. Unscoped (no ``resources``, no segment ids given
+            or configured), the source's tables and state are dropped first. Scoped, nothing
+            is dropped: the segments in scope are walked from their first member in the
+            membership tables selected and reconciled against what the tables hold, so other
+            segments' rows and all membership history are kept.
+        drop_pending: Drop the load packages earlier runs left unloaded (and rewind the
+            cursors to before them) instead of loading them first.
         stats: Counters the caller may read while the run goes on (progress).
         **source_options: Passed to ``klaviyo_source`` (base_url, revision, segment_ids, ...).
 
     Returns:
         The rows loaded per table and the run's extraction counters.
+
+    Raises:
+        PipelineBusyError: Another run of the pipeline is going on; nothing was done.
     """
     stats = stats or ExtractionStats()
+    scoped = full_refresh and _is_scoped(resources, source_options)
+    if scoped:
+        # A refresh of some segments or tables drops nothing: it walks them from the start.
+        segment_ids = source_options.get("segment_ids") or _configured_segment_ids()
+        source_options = {**source_options, "rewalk_segments": segment_ids or ["all"]}
     source = klaviyo_source(stats=stats, **source_options)
     if resources:
         source = source.with_resources(*resources)
     started = time.monotonic()
+    dropped = drop_pending_packages(pipeline) if drop_pending else []
     if pipeline.has_pending_data:
         # A run killed or failed after extracting left packages behind: load them first,
         # since dlt's run would stop after them and extract nothing new.
         pipeline.run()
-    if full_refresh:
+    if full_refresh and not scoped:
         pipeline.run(source, refresh="drop_sources")
     else:
         pipeline.run(source)
@@ -138,7 +285,32 @@ def load_segments(
         stats=stats,
         destination=pipeline.destination.destination_name if pipeline.destination else "",
         dataset_name=pipeline.dataset_name,
+        duckdb_file=_duckdb_file(pipeline),
+        dropped_packages=dropped,
     )
+
+
+def _duckdb_file(pipeline: dlt.Pipeline) -> str:
+    destination = pipeline.destination
+    credentials = destination.config_params.get("credentials") if destination else None
+    if isinstance(credentials, DuckDbCredentials) and isinstance(credentials.database, str):
+        return credentials.database
+    return ""
+
+
+def _is_scoped(resources: Sequence[str] | None, source_options: dict[str, Any]) -> bool:
+    """Whether a run covers only some tables or some segments."""
+    if resources and set(resources) != set(TABLES):
+        return True
+    return bool(source_options.get("segment_ids") or _configured_segment_ids())
+
+
+def _configured_segment_ids() -> list[str] | None:
+    """`segment_ids` from dlt config ([sources.klaviyo] or SOURCES__KLAVIYO__SEGMENT_IDS)."""
+    configured: Any = dlt.config.get("sources.klaviyo.segment_ids")
+    if isinstance(configured, str):
+        configured = [part.strip() for part in configured.split(",") if part.strip()]
+    return list(configured) if configured else None
 
 
 def _loaded_row_counts(pipeline: dlt.Pipeline) -> dict[str, int]:

@@ -72,11 +72,13 @@ def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
     """Rows loaded per table, new memberships, requests and elapsed time."""
     out = stream or sys.stdout
     stats = report.stats
-    print(
-        f"Loaded into {report.destination} dataset '{report.dataset_name}' "
-        f"in {report.elapsed_seconds:.1f}s",
-        file=out,
-    )
+    print(f"Loaded into {_target(report)} in {report.elapsed_seconds:.1f}s", file=out)
+    if report.dropped_packages:
+        print(
+            f"  dropped pending load package(s) {', '.join(report.dropped_packages)} first; "
+            "the cursors went back to before them",
+            file=out,
+        )
     for table, count in report.rows.items():
         print(f"  {table:<28} {count:>10,} rows", file=out)
     if stats is not None:
@@ -94,6 +96,13 @@ def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
         )
         if stats.segments_deleted:
             print(f"  segments deleted in Klaviyo: {', '.join(stats.segments_deleted)}", file=out)
+
+
+def _target(report: RunReport) -> str:
+    # The file's full path: a relative name would not say which project folder it is in.
+    if report.duckdb_file:
+        return f"{report.duckdb_file} (DuckDB), dataset '{report.dataset_name}',"
+    return f"{report.destination} dataset '{report.dataset_name}'"
 
 
 def _ids(segment_ids: list[str], shown: int = 10) -> str:
