@@ -10,7 +10,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from . import dataset
+from . import dataset, profiles
 from . import settings as s
 from .dispatch import Dispatcher
 from .faults import FaultInjector
@@ -199,6 +199,18 @@ class Emulator:
 
     def update_profile(self, profile_id: str, **attributes: Any) -> None:
         self._store.update_profile(profile_id, **attributes)
+
+    def update_profile_exactly(self, profile_id: str, **attributes: Any) -> None:
+        """Replace attributes with values served exactly, even those orjson cannot write.
+
+        For odd data: integers beyond 64 bits, lone UTF-16 surrogates (sent as `\\ud800`
+        escapes), NUL characters, long strings, nested nulls, a `location` that is not an
+        object. Each value is a Python value or an `orjson.Fragment` of JSON text; such values
+        are served as they are, `profile()` returns them as fragments, and `filter` conditions
+        on that attribute do not see them.
+        """
+        exact = {name: profiles.exact_json(value) for name, value in attributes.items()}
+        self._store.update_profile(profile_id, **exact)
 
     def add_member(
         self, segment_id: str, profile_id: str, joined_group_at: datetime | None = None

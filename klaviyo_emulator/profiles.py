@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import unicodedata
 from typing import Any
 
@@ -214,6 +216,33 @@ class ProfileFactory:
 
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def exact_json(value: Any) -> orjson.Fragment:
+    """A value as JSON that the API's orjson renderer embeds verbatim.
+
+    orjson refuses integers beyond 64 bits and strings holding lone UTF-16 surrogates; here
+    integers of any width stay exact, a lone surrogate is written as its `\\uXXXX` escape (as a
+    JSON encoder that escapes non-ASCII would send it) and NUL as `\\u0000`. An
+    `orjson.Fragment` is taken as already encoded, for JSON text no Python value produces.
+
+    Raises:
+        ValueError: The value is NaN or infinite, which JSON cannot carry.
+    """
+    if isinstance(value, orjson.Fragment):
+        return value
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    # a lone surrogate can only sit in a string, where its backslash escape is exact JSON
+    return orjson.Fragment(text.encode("utf-8", "backslashreplace"))
+
+
+def _fragment_copy(fragment: orjson.Fragment, memo: dict[int, Any]) -> orjson.Fragment:
+    return fragment
+
+
+# The store deep-copies profile documents on every change. A fragment is immutable (so its copy
+# is itself, as for str) and cannot be pickled, which is how deepcopy copies unknown types.
+vars(copy)["_deepcopy_dispatch"][orjson.Fragment] = _fragment_copy
 
 
 _NULL = "null"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ def segment_row(segment: Resource) -> dict[str, Any]:
     return {
         "id": segment["id"],
         "name": attributes.get("name"),
-        "definition": attributes.get("definition"),
+        "definition": _dlt_json(attributes.get("definition")),
         "created": parse_datetime(attributes.get("created")),
         "updated": parse_datetime(attributes.get("updated")),
         "is_active": attributes.get("is_active"),
@@ -226,7 +227,8 @@ def profiles_table(profiles: Iterable[Resource], layout: ProfileLayout) -> pa.Ta
     A profile seen in several segments of the batch is kept once (its last copy). Text and
     datetime columns are converted by arrow in one pass; a value arrow rejects (a number
     where text is expected, a datetime without an offset) sends that part through the
-    lenient Python conversion, so the table is the same either way.
+    lenient Python conversion, so the table is the same either way. A `location` that is not
+    an object (a string, a number, a list) leaves that profile's location columns null.
     """
     unique: dict[str, Resource] = {}
     for profile in profiles:
@@ -234,22 +236,43 @@ def profiles_table(profiles: Iterable[Resource], layout: ProfileLayout) -> pa.Ta
     rows = list(unique.values())
     attributes = [row.get("attributes") or {} for row in rows]
     schema = layout.arrow_schema()
-    try:
-        converted = _arrow_columns(attributes, layout)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        converted = _python_columns(attributes, layout)
+    locations, all_objects = _locations(attributes) if layout.location else ([], True)
+    converted = _converted_columns(attributes, locations, all_objects, layout)
     columns: dict[str, pa.Array] = {"id": pa.array([row["id"] for row in rows], pa.string())}
     columns.update(converted)
-    locations: list[Any] | None = None
     for name in layout.location:
         if name in settings.LOCATION_COORDINATE_FIELDS:
-            if locations is None:
-                locations = [a.get("location") or {} for a in attributes]
             values = [_coordinate(loc.get(name)) for loc in locations]
             columns[f"location_{name}"] = pa.array(values, pa.float64())
     for name in layout.json:
         columns[name] = pa.array([_json(a.get(name)) for a in attributes], pa.string())
     return pa.Table.from_arrays([columns[field.name] for field in schema], schema=schema)
+
+
+def _converted_columns(
+    attributes: list[Resource], locations: list[Resource], all_objects: bool, layout: ProfileLayout
+) -> dict[str, pa.Array]:
+    """Text, datetime and text location columns: by arrow in one pass when it can."""
+    if not all_objects:  # arrow would take a list of [key, value] pairs for a location
+        return _python_columns(attributes, locations, layout)
+    try:
+        return _arrow_columns(attributes, layout)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return _python_columns(attributes, locations, layout)
+
+
+def _locations(attributes: list[Resource]) -> tuple[list[Resource], bool]:
+    """Each profile's `location`, {} where it is absent or not an object, and whether every
+    one was an object or null (a string, number or list leaves the location columns null)."""
+    values = [a.get("location") for a in attributes]
+    if _OBJECT_OR_NULL.issuperset(map(type, values)):
+        return [value or _NO_LOCATION for value in values], True
+    return [value if type(value) is dict else _NO_LOCATION for value in values], False
+
+
+_OBJECT_OR_NULL = frozenset((dict, type(None)))
+_NO_LOCATION: Resource = {}
+"""Shared by every profile without a location; never written to."""
 
 
 def _text_location(layout: ProfileLayout) -> tuple[str, ...]:
@@ -288,15 +311,22 @@ def _arrow_datetimes(text: pa.Array, attributes: list[Resource], name: str) -> p
         return pa.array([parse_datetime(a.get(name)) for a in attributes], UTC_TIMESTAMP)
 
 
-def _python_columns(attributes: list[Resource], layout: ProfileLayout) -> dict[str, pa.Array]:
-    """The columns `_arrow_columns` makes, converted value by value in Python."""
+def _python_columns(
+    attributes: list[Resource], locations: list[Resource], layout: ProfileLayout
+) -> dict[str, pa.Array]:
+    """The columns `_arrow_columns` makes, converted value by value in Python.
+
+    Args:
+        attributes: The profiles' attributes.
+        locations: Their locations as `_locations` returns them.
+        layout: The columns to make.
+    """
     columns: dict[str, pa.Array] = {}
     for name in layout.strings:
         columns[name] = pa.array([_text(a.get(name)) for a in attributes], pa.string())
     for name in layout.datetimes:
         stamps = [parse_datetime(a.get(name)) for a in attributes]
         columns[name] = pa.array(stamps, UTC_TIMESTAMP)
-    locations = [a.get("location") or {} for a in attributes]
     for name in _text_location(layout):
         values = [_text(loc.get(name)) for loc in locations]
         columns[f"location_{name}"] = pa.array(values, pa.string())
@@ -404,7 +434,7 @@ def _text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, (dict, list)):
-        return orjson.dumps(value).decode()
+        return _json(value)
     return str(value)
 
 
@@ -420,6 +450,34 @@ def _coordinate(value: Any) -> float | None:
 
 
 def _json(value: Any) -> str | None:
+    """JSON text of a value; integers beyond 64 bits are written exactly."""
     if value is None:
         return None
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        # orjson refuses integers beyond 64 bits, which the client keeps exact
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _dlt_json(value: Any) -> Any:
+    """A value for a JSON column of dict rows: dlt writes those with orjson, so an integer
+    beyond 64 bits becomes its decimal text (exact, where a float would round it)."""
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return _wide_integers_as_text(value)
+    return value
+
+
+def _wide_integers_as_text(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _wide_integers_as_text(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_wide_integers_as_text(item) for item in value]
+    if type(value) is int and not _INT64_MIN <= value <= _UINT64_MAX:
+        return str(value)
+    return value
+
+
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1

@@ -12,6 +12,14 @@ import pytest
 
 from .conftest import Loader, Truth
 from .scenario import Timeline, every_kind_of_change
+from .test_odd_values import (
+    STORED_ATTRIBUTES,
+    WIDE,
+    add_odd_profile,
+    fix_odd_profile,
+    stored_profile,
+    wide_as_text,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -87,3 +95,35 @@ def test_postgres_follows_a_sequence_of_changes(
     timeline.check_history()
     assert stats.segments_deleted == sorted(timeline.deleted)
     assert postgres_loader.left()
+
+
+def test_odd_values_load_into_postgres_and_duckdb_alike(
+    postgres_loader: Loader, duckdb_loader: Loader, emu: Any, fast_retries: None
+) -> None:
+    """NULs, lone surrogates, 200 kB strings, integers beyond 64 bits and nested nulls: stored
+    as documented in both, and the profile fixed in the account loads on the next run."""
+    profile_id = add_odd_profile(emu)
+    for loader in (postgres_loader, duckdb_loader):
+        assert loader.run().retries == 0
+        assert stored_profile(loader, profile_id) == STORED_ATTRIBUTES
+    columns = dict(
+        postgres_loader.rows(
+            "select column_name, data_type from information_schema.columns"
+            f" where table_schema = '{postgres_loader.pipeline.dataset_name}'"
+            " and table_name = 'profiles'"
+        )
+    )
+    assert columns["properties"] == "jsonb"
+    assert wide_as_text(postgres_loader, profile_id, "properties->>'wide'") == str(WIDE)
+    assert wide_as_text(duckdb_loader, profile_id, "properties->>'$.wide'") == str(WIDE)
+    assert postgres_loader.rows(
+        f"select jsonb_typeof(properties->'wide') from profiles where id = '{profile_id}'"
+    ) == [("number",)]
+
+    fix_odd_profile(emu, profile_id)
+    for loader in (postgres_loader, duckdb_loader):
+        loader.run()
+        fixed = stored_profile(loader, profile_id)
+        assert fixed["first_name"] == "Anne" and fixed["location_city"] == "Boston"
+        assert fixed["properties"] == {"wide": 1, "plan": "pro"}
+    assert postgres_loader.snapshot() == duckdb_loader.snapshot()

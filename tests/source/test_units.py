@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pyarrow as pa
 import pytest
 
-from sources.klaviyo import klaviyo_source, rows
+from sources.klaviyo import klaviyo_source, rows, settings
 from sources.klaviyo.client import api_path
 from sources.klaviyo.exceptions import (
     KlaviyoAuthError,
@@ -552,23 +552,24 @@ def _python_only(*_: object) -> None:
         [_profile("P1", created="2024-03-26", location={"zip": "02110"})],  # no offset
         [_profile("P1", created=" 2024-03-26T17:24:42Z", updated="")],
         [_profile("P1", email=7, location={"zip": 2110, "city": ["a"]})],  # not text
-        [_profile("P1", location="nowhere")],
+        # a location that is not an object: its columns are null, the rest loads
+        [_profile("P1", location="nowhere"), _profile("P2", location={"city": "Boston"})],
+        [_profile("P1", location=["Boston", "MA"]), _profile("P2", location={"zip": "02110"})],
+        [_profile("P1", location=[["city", "Boston"]])],  # arrow would take pairs for fields
+        [_profile("P1", location=42.5, email="a@example.com"), _profile("P2", location=True)],
+        [_profile("P1", location=[]), _profile("P2", location="")],
     ],
 )
 def test_profiles_table_arrow_and_python_conversions_agree(
     profiles: list[dict[str, object]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     layout = profile_layout(None, ("subscriptions",))
-    try:
-        fast = profiles_table(profiles, layout)
-    except AttributeError:
-        fast = None  # a location that is not an object: both conversions refuse it
+    fast = profiles_table(profiles, layout)
     monkeypatch.setattr(rows, "_arrow_columns", _python_only)
-    try:
-        slow = profiles_table(profiles, layout)
-    except AttributeError:
-        slow = None
-    assert (fast is None) == (slow is None)
-    if fast is not None and slow is not None:
-        assert fast.equals(slow, check_metadata=True)
-        assert fast.to_pylist() == slow.to_pylist()
+    slow = profiles_table(profiles, layout)
+    assert fast.equals(slow, check_metadata=True)
+    assert fast.to_pylist() == slow.to_pylist()
+    for profile, row in zip(profiles, fast.to_pylist(), strict=True):
+        location = profile["attributes"].get("location")  # type: ignore[attr-defined]
+        if not isinstance(location, dict):
+            assert [row[f"location_{name}"] for name in settings.LOCATION_FIELDS] == [None] * 10

@@ -1,0 +1,208 @@
+"""Odd text and numbers: NULs, lone surrogates, integers beyond 64 bits, long text, odd shapes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+import pytest
+import requests
+
+from sources.klaviyo.client import decode_json
+from sources.klaviyo.rows import profile_layout, profiles_table, segment_row
+
+from .conftest import Loader
+
+WIDE = 123456789012345678901234567890
+"""Wider than 64 bits: orjson reads it as 1.2345678901234568e+29."""
+BELOW_INT64 = -9223372036854775809
+LONG_TEXT = "Ω" * 100_000  # 200 kB of UTF-8
+REPLACED = "\ufffd"
+
+# What the emulator is given: Python values, served exactly (lone surrogates as escapes).
+ODD_ATTRIBUTES: dict[str, Any] = {
+    "first_name": "Ann\x00e",
+    "last_name": "X\ud800Y",
+    "organization": "C:\\u0000dir",  # a backslash and "u0000": text, not a NUL
+    "title": LONG_TEXT,
+    "location": "Boston",
+    "properties": {
+        "wide": WIDE,
+        "below_int64": BELOW_INT64,
+        "k\x00ey": "v\udc00",
+        "pair": "\U0001f600",
+        "float": 1.5,
+        "nested": {"a": None, "b": [None, {"c": None}]},
+    },
+}
+# What every destination must hold afterwards.
+STORED_ATTRIBUTES: dict[str, Any] = {
+    "first_name": f"Ann{REPLACED}e",
+    "last_name": f"X{REPLACED}Y",
+    "organization": "C:\\u0000dir",
+    "title": LONG_TEXT,
+    "location_city": None,
+    "properties": {
+        "wide": WIDE,
+        "below_int64": BELOW_INT64,
+        f"k{REPLACED}ey": f"v{REPLACED}",
+        "pair": "\U0001f600",
+        "float": 1.5,
+        "nested": {"a": None, "b": [None, {"c": None}]},
+    },
+}
+FIXED_ATTRIBUTES: dict[str, Any] = {
+    "first_name": "Anne",
+    "last_name": "Xu",
+    "organization": "Acme",
+    "title": "Buyer",
+    "location": {"city": "Boston"},
+    "properties": {"wide": 1, "plan": "pro"},
+}
+
+
+def add_odd_profile(emu: Any) -> str:
+    """A member of the first segment whose attributes hold every kind of odd value."""
+    profile_id: str = emu.create_profile(email="odd@example.com")
+    emu.update_profile_exactly(profile_id, **ODD_ATTRIBUTES)
+    emu.add_member(emu.segment_ids()[0], profile_id)
+    return profile_id
+
+
+def fix_odd_profile(emu: Any, profile_id: str) -> None:
+    """The account's profile corrected, and re-joined so the next incremental run reads it."""
+    emu.update_profile(profile_id, **FIXED_ATTRIBUTES)
+    emu.add_member(emu.segment_ids()[0], profile_id)
+
+
+def stored_profile(loader: Loader, profile_id: str) -> dict[str, Any]:
+    """The odd profile's row as the destination returns it; JSON parsed with exact integers."""
+    ((first, last, organization, title, city, properties),) = loader.rows(
+        "select first_name, last_name, organization, title, location_city, properties"
+        f" from profiles where id = '{profile_id}'"
+    )
+    if isinstance(properties, str):  # DuckDB returns JSON as text, psycopg2 parses jsonb
+        properties = json.loads(properties)
+    return {
+        "first_name": first,
+        "last_name": last,
+        "organization": organization,
+        "title": title,
+        "location_city": city,
+        "properties": properties,
+    }
+
+
+def wide_as_text(loader: Loader, profile_id: str, path: str) -> str:
+    """`properties.wide` extracted as text by the destination's own JSON operator."""
+    ((text,),) = loader.rows(f"select {path} from profiles where id = '{profile_id}'")
+    return str(text)
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (rb'{"a":"x\u0000y"}', {"a": f"x{REPLACED}y"}),
+        (rb'{"a\u0000":"\u0000\u0000"}', {f"a{REPLACED}": REPLACED * 2}),
+        (rb'{"a":"x\\u0000y"}', {"a": "x\\u0000y"}),  # escaped backslash: left alone
+        (rb'{"a":"x\\\u0000y"}', {"a": f"x\\{REPLACED}y"}),  # a backslash, then a NUL
+        (rb'{"a":"\ud800"}', {"a": REPLACED}),
+        (rb'{"a":"\uDC00z"}', {"a": f"{REPLACED}z"}),
+        (rb'{"\ud800k":1}', {f"{REPLACED}k": 1}),
+        (rb'{"a":"\ud800\ud83d\ude00"}', {"a": f"{REPLACED}\U0001f600"}),
+        (rb'{"a":"\\ud800"}', {"a": "\\ud800"}),
+        (rb'{"a":123456789012345678901234567890}', {"a": WIDE}),
+        (rb'{"a":[-9223372036854775809]}', {"a": [BELOW_INT64]}),
+        (rb'{"a":18446744073709551615,"b":-9223372036854775808}', {"a": 2**64 - 1, "b": -(2**63)}),
+        (rb'{"a":"12345678901234567890123","b":1.12345678901234567890123}', None),
+        (
+            rb'{"a":123456789012345678901234567890,"b":"\ud800\u0000"}',
+            {"a": WIDE, "b": REPLACED * 2},
+        ),
+    ],
+)
+def test_decode_makes_text_storable_and_keeps_wide_integers(
+    body: bytes, expected: dict[str, Any] | None
+) -> None:
+    decoded = decode_json(body)
+    assert decoded == (orjson.loads(body) if expected is None else expected)
+    assert type(decoded) is dict
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"a":', b"<html>", b'{"a":NaN}', b'{"a":1e5,"b":123456789012345678901']
+)
+def test_decode_still_refuses_what_is_not_json(body: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode_json(body)
+
+
+def test_decode_of_a_normal_page_is_orjsons(emu: Any) -> None:
+    page = _page(emu, {"additional-fields[profile]": "subscriptions,predictive_analytics"})
+    assert decode_json(page) == orjson.loads(page)
+
+
+def test_emulator_serves_odd_values_exactly(emu: Any) -> None:
+    profile_id = add_odd_profile(emu)
+    for fields in (None, "first_name,last_name,properties"):
+        page = _page(emu, {} if fields is None else {"fields[profile]": fields})
+        assert str(WIDE).encode() in page and b"\\ud800" in page and b"\\udc00" in page
+        (item,) = [item for item in json.loads(page)["data"] if item["id"] == profile_id]
+        names = list(ODD_ATTRIBUTES) if fields is None else fields.split(",")
+        assert {n: item["attributes"][n] for n in names} == {n: ODD_ATTRIBUTES[n] for n in names}
+
+
+def test_json_columns_keep_wide_integers_exact() -> None:
+    layout = profile_layout(None, ("subscriptions", "predictive_analytics"))
+    profile = {
+        "type": "profile",
+        "id": "P1",
+        "attributes": {
+            "email": {"wide": WIDE},  # not text: written as JSON text, exactly
+            "properties": {"wide": WIDE, "list": [BELOW_INT64, None]},
+            "subscriptions": {"email": {"marketing": {"count": WIDE}}},
+            "predictive_analytics": {"historic_clv": 1.5},
+        },
+    }
+    (row,) = profiles_table([profile], layout).to_pylist()
+    assert json.loads(row["properties"]) == {"wide": WIDE, "list": [BELOW_INT64, None]}
+    assert json.loads(row["subscriptions"]) == {"email": {"marketing": {"count": WIDE}}}
+    assert json.loads(row["email"]) == {"wide": WIDE}
+    assert row["predictive_analytics"] == '{"historic_clv":1.5}'
+
+
+def test_segment_definition_keeps_a_wide_integer_as_text() -> None:
+    definition = {"condition_groups": [{"value": WIDE, "other": [2, None]}]}
+    row = segment_row({"id": "S1", "attributes": {"definition": definition}})
+    assert row["definition"] == {"condition_groups": [{"value": str(WIDE), "other": [2, None]}]}
+    normal = {"condition_groups": [{"value": 2**63}]}
+    assert segment_row({"id": "S1", "attributes": {"definition": normal}})["definition"] is normal
+
+
+def test_odd_values_load_into_duckdb_and_the_fixed_profile_loads_next(
+    duckdb_loader: Loader, emu: Any, fast_retries: None
+) -> None:
+    profile_id = add_odd_profile(emu)
+    stats = duckdb_loader.run()
+    assert stats.retries == 0  # a lone surrogate is not mistaken for a truncated body
+    assert stored_profile(duckdb_loader, profile_id) == STORED_ATTRIBUTES
+    assert wide_as_text(duckdb_loader, profile_id, "properties->>'$.wide'") == str(WIDE)
+
+    fix_odd_profile(emu, profile_id)
+    duckdb_loader.run()
+    fixed = stored_profile(duckdb_loader, profile_id)
+    assert fixed["first_name"] == "Anne" and fixed["location_city"] == "Boston"
+    assert fixed["properties"] == {"wide": 1, "plan": "pro"}
+
+
+def _page(emu: Any, params: dict[str, str]) -> bytes:
+    """The raw first page of the first segment's profiles (all of a `tiny` segment)."""
+    response = requests.get(
+        f"{emu.base_url}/api/segments/{emu.segment_ids()[0]}/profiles",
+        params={"page[size]": "100", **params},
+        headers={"Authorization": f"Klaviyo-API-Key {emu.api_key}", "revision": "2026-07-15"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.content
