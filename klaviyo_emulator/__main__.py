@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from types import FrameType
 
 from .emulator import Emulator
-from .faults import FAULT_KINDS
-from .ratelimit import parse_mode
 from .settings import PRESETS
+from .wire.faults import FAULT_KINDS
+from .wire.ratelimit import parse_mode
 
 
 def _rate_limits(value: str) -> str | float:

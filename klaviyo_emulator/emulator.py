@@ -10,15 +10,17 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from . import dataset, profiles
 from . import settings as s
-from .dispatch import Dispatcher
-from .faults import FaultInjector
-from .ratelimit import RateLimiter
-from .render import segment_attributes
-from .server import EmulatorServer
-from .stats import Stats
-from .store import Store
+from .backend import datasets
+from .backend.account import Account
+from .backend.documents import copy_document, exact_json
+from .responses.render import segment_attributes
+from .spec.operations import ALL_SCOPES
+from .wire.dispatch import Dispatcher
+from .wire.faults import FaultInjector
+from .wire.ratelimit import RateLimiter
+from .wire.server import EmulatorServer
+from .wire.stats import Stats
 
 FaultConfig = FaultInjector | Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
@@ -45,13 +47,13 @@ class Emulator:
     ) -> None:
         self.dataset = dataset
         self.seed = seed
-        self._store = Store(_build(dataset, seed, profiles, memberships), seed)
+        self._account = Account(_build(dataset, seed, profiles, memberships), seed)
         self.stats = Stats()
         self.faults = faults if isinstance(faults, FaultInjector) else FaultInjector(seed)
         _configure_faults(self.faults, faults)
         self._limiter = RateLimiter(rate_limits, clock=self._monotonic)
         self._dispatcher = Dispatcher(
-            self._store, self._limiter, self.faults, self.stats, base_url=""
+            self._account, self._limiter, self.faults, self.stats, base_url=""
         )
         self.set_latency(latency, jitter)
         self._address = (host, port)
@@ -106,11 +108,11 @@ class Emulator:
     @property
     def api_key(self) -> str:
         """A private key with every scope."""
-        return self._store.api_key
+        return self._account.api_key
 
-    def create_api_key(self, scopes: Iterable[str] = s.ALL_SCOPES) -> str:
+    def create_api_key(self, scopes: Iterable[str] = ALL_SCOPES) -> str:
         """A new private key holding only `scopes`."""
-        return self._store.create_api_key(scopes)
+        return self._account.create_api_key(scopes)
 
     # --- behaviour ------------------------------------------------------------------------------
 
@@ -127,11 +129,11 @@ class Emulator:
 
     def now(self) -> datetime:
         """The emulator's clock: real UTC time plus what `advance_clock` added."""
-        return self._store.now()
+        return self._account.now()
 
     def advance_clock(self, seconds: float) -> None:
         """Move the clock forward (also the rate-limit windows)."""
-        self._store.advance_clock(seconds)
+        self._account.advance_clock(seconds)
 
     def report(self) -> dict[str, Any]:
         """Request counters and per-window rate-limit counts so far, ready for `json.dumps`.
@@ -151,7 +153,7 @@ class Emulator:
         }
 
     def _monotonic(self) -> float:
-        return time.monotonic() + self._store.clock_offset
+        return time.monotonic() + self._account.clock_offset
 
     # --- mutations ------------------------------------------------------------------------------
 
@@ -164,11 +166,13 @@ class Emulator:
         is_processing: bool = False,
         is_starred: bool = False,
     ) -> str:
-        segment = self._store.create_segment(name, definition, is_active, is_processing, is_starred)
+        segment = self._account.create_segment(
+            name, definition, is_active, is_processing, is_starred
+        )
         return segment.id
 
     def rename_segment(self, segment_id: str, name: str) -> None:
-        self._store.update_segment(segment_id, name=name)
+        self._account.update_segment(segment_id, name=name)
 
     def set_segment_flags(
         self,
@@ -178,27 +182,27 @@ class Emulator:
         is_processing: bool | None = None,
         is_starred: bool | None = None,
     ) -> None:
-        self._store.update_segment(
+        self._account.update_segment(
             segment_id, is_active=is_active, is_processing=is_processing, is_starred=is_starred
         )
 
     def delete_segment(self, segment_id: str) -> None:
-        self._store.delete_segment(segment_id)
+        self._account.delete_segment(segment_id)
 
     def create_tag(self, name: str) -> str:
-        return self._store.create_tag(name)
+        return self._account.create_tag(name)
 
     def link_tag(self, segment_id: str, tag_id: str) -> None:
-        self._store.link_tag(segment_id, tag_id)
+        self._account.link_tag(segment_id, tag_id)
 
     def unlink_tag(self, segment_id: str, tag_id: str) -> None:
-        self._store.unlink_tag(segment_id, tag_id)
+        self._account.unlink_tag(segment_id, tag_id)
 
     def create_profile(self, **attributes: Any) -> str:
-        return self._store.create_profile(**attributes)
+        return self._account.create_profile(**attributes)
 
     def update_profile(self, profile_id: str, **attributes: Any) -> None:
-        self._store.update_profile(profile_id, **attributes)
+        self._account.update_profile(profile_id, **attributes)
 
     def update_profile_exactly(self, profile_id: str, **attributes: Any) -> None:
         """Replace attributes with values served exactly, even those orjson cannot write.
@@ -209,55 +213,55 @@ class Emulator:
         are served as they are, `profile()` returns them as fragments, and `filter` conditions
         on that attribute do not see them.
         """
-        exact = {name: profiles.exact_json(value) for name, value in attributes.items()}
-        self._store.update_profile(profile_id, **exact)
+        exact = {name: exact_json(value) for name, value in attributes.items()}
+        self._account.update_profile(profile_id, **exact)
 
     def add_member(
         self, segment_id: str, profile_id: str, joined_group_at: datetime | None = None
     ) -> datetime:
-        return self._store.add_member(segment_id, profile_id, joined_group_at)
+        return self._account.add_member(segment_id, profile_id, joined_group_at)
 
     def remove_member(self, segment_id: str, profile_id: str) -> None:
-        self._store.remove_member(segment_id, profile_id)
+        self._account.remove_member(segment_id, profile_id)
 
     # --- ground truth ---------------------------------------------------------------------------
 
     def segment_ids(self) -> list[str]:
-        with self._store.lock:
-            return list(self._store.segments)
+        with self._account.lock:
+            return list(self._account.segments)
 
     def segment(self, segment_id: str) -> dict[str, Any]:
         """The segment's attributes as the API renders them (datetimes as strings)."""
-        with self._store.lock:
-            attributes = segment_attributes(self._store.segment(segment_id), None, None)
+        with self._account.lock:
+            attributes = segment_attributes(self._account.segment(segment_id), None, None)
             return copy.deepcopy(attributes)
 
     def tag_ids(self) -> list[str]:
-        with self._store.lock:
-            return list(self._store.tags)
+        with self._account.lock:
+            return list(self._account.tags)
 
     def tag(self, tag_id: str) -> dict[str, Any]:
-        with self._store.lock:
-            return {"name": self._store.tag(tag_id).name}
+        with self._account.lock:
+            return {"name": self._account.tag(tag_id).name}
 
     def segment_tags(self, segment_id: str) -> set[str]:
-        with self._store.lock:
-            return set(self._store.segment(segment_id).tag_ids)
+        with self._account.lock:
+            return set(self._account.segment(segment_id).tag_ids)
 
     def members(self, segment_id: str) -> dict[str, datetime]:
-        return self._store.members(segment_id)
+        return self._account.members(segment_id)
 
     def profile(self, profile_id: str) -> dict[str, Any]:
-        with self._store.lock:
-            index = self._store.profile_index(profile_id)
-            return copy.deepcopy(self._store.profile_attributes(index))
+        with self._account.lock:
+            index = self._account.profile_index(profile_id)
+            return copy_document(self._account.profile_attributes(index))
 
     def profile_ids(self) -> list[str]:
-        return self._store.member_profile_ids()
+        return self._account.member_profile_ids()
 
 
-def _build(name: str, seed: int, profiles: int | None, memberships: int | None) -> dataset.Dataset:
-    return dataset.build(name, seed, profiles=profiles, memberships=memberships)
+def _build(name: str, seed: int, profiles: int | None, memberships: int | None) -> datasets.Dataset:
+    return datasets.build(name, seed, profiles=profiles, memberships=memberships)
 
 
 def _configure_faults(injector: FaultInjector, config: FaultConfig) -> None:

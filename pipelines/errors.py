@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.configuration.exceptions import ConfigFieldMissingException, LookupTraces
 from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -16,6 +16,7 @@ _MAX_LENGTH = 400
 # A failed load's cause is cut shorter, so that the way out that follows it always fits.
 _MAX_CAUSE_LENGTH = 220
 DROP_PENDING_OPTION = "--drop-pending"
+_EXAMPLE_URLS = {"postgres": "postgresql://user:password@host:5432/database"}
 
 
 class PipelineConfigError(ValueError):
@@ -80,7 +81,42 @@ def _missing_config(error: ConfigFieldMissingException) -> str:
             "no Klaviyo API key: set SOURCES__KLAVIYO__API_KEY or api_key under "
             "[sources.klaviyo] in .dlt/secrets.toml"
         )
+    if _lacks_password(error):
+        return _no_password(error)
     return f"missing configuration: {fields} (of {error.spec_name}); see .dlt/config.toml and the README"
+
+
+def _lacks_password(error: ConfigFieldMissingException) -> bool:
+    """Whether dlt's missing `credentials` are a connection URL without a password.
+
+    dlt reports such a URL as missing `credentials`; the traces of the embedded credentials
+    name `password` as the field it looked for and did not find.
+    """
+    return any(
+        isinstance(found, LookupTraces) and "password" in found.traces
+        for found in error.traces.get("credentials", ())
+    )
+
+
+def _no_password(error: ConfigFieldMissingException) -> str:
+    """The way out: a password in the URL, any one when the server does not check it."""
+    name = _destination_name(error)
+    where = f"DESTINATION__{name.upper()}__CREDENTIALS" if name else "the destination credentials"
+    example = _EXAMPLE_URLS.get(name or "", "scheme://user:password@host:port/database")
+    return (
+        f"the {name or 'destination'} connection URL has no password: put one in it, any "
+        f"password if the server trusts the connection (trust auth), e.g. {example} in {where}"
+    )
+
+
+def _destination_name(error: ConfigFieldMissingException) -> str | None:
+    """`postgres` from the config sections dlt looked the password up in."""
+    for found in error.traces.get("credentials", ()):
+        for trace in found.traces.get("password", ()) if isinstance(found, LookupTraces) else ():
+            sections = list(getattr(trace, "sections", ()))
+            if len(sections) == 3 and sections[0] == "destination":
+                return str(sections[1])
+    return None
 
 
 def _one_line(text: str, limit: int = _MAX_LENGTH) -> str:

@@ -6,11 +6,12 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import settings
-from .client import validate_api_key
+from .api.client import validate_api_key
+from .dates import parse_datetime, utc_now
 from .exceptions import KlaviyoConfigError
-from .filters import parse_datetime, utc_now
 
 _PROFILE_FIELD_ROOTS = frozenset(
     {
@@ -120,6 +121,13 @@ def _base_url(value: Any) -> str:
     if not re.match(r"^https?://[^/\s]+", url):
         raise KlaviyoConfigError(
             f"base_url {url!r} is not an http(s) URL like {settings.DEFAULT_BASE_URL}"
+        )
+    parts = urlsplit(url)
+    if parts.path or parts.query or parts.fragment:
+        # Every request path is appended to it, and a query would travel to Klaviyo.
+        raise KlaviyoConfigError(
+            f"base_url {url!r} must be a scheme and host only, like "
+            f"{settings.DEFAULT_BASE_URL}: no path, query or fragment"
         )
     return url
 

@@ -1,4 +1,4 @@
-"""Constants of the Klaviyo segments source: endpoints, page sizes, rate tiers, defaults."""
+"""Constants of the Klaviyo segments source: tables, endpoints, page sizes, rate tiers, defaults."""
 
 from __future__ import annotations
 
@@ -10,36 +10,50 @@ changes is looked up by comparing dates, so a newer one is treated as this one."
 
 REVISION_PATTERN = r"^(\d{4}-\d{2}-\d{2})(\.pre)?$"
 
-# Revisions at which something the source depends on changed (API-NOTES §1).
-PATHS_WITHOUT_TRAILING_SLASH_FROM = "2024-10-15"
-SEGMENTS_PAGE_SIZE_PARAM_FROM = "2026-04-15"
-STEADY_750_FROM = "2026-01-15"
-PROFILE_IDS_PAGE_100_FROM = "2024-10-15"
+# Tables; each resource is named like the table it loads.
+SEGMENTS_TABLE = "segments"
+TAGS_TABLE = "tags"
+SEGMENT_TAGS_TABLE = "segment_tags"
+PROFILES_TABLE = "profiles"
+MEMBERSHIPS_TABLE = "segment_memberships"
+HISTORY_TABLE = "segment_membership_history"
+MEMBERSHIP_TABLES = (PROFILES_TABLE, MEMBERSHIPS_TABLE, HISTORY_TABLE)
+"""Tables fed by the membership walk; each keeps its own cursors."""
+RECONCILED_TABLES = (MEMBERSHIPS_TABLE, HISTORY_TABLE)
+"""The tables whose rows a reconciliation closes; `profiles` keeps every profile it saw."""
 
-# Paths in the 2024-06-15 form; the trailing slash is dropped for later revisions.
+# What a revision changes (API-NOTES §1). Each threshold is the first revision with the change;
+# `api/endpoints.py` is the only module that compares revisions.
+PATHS_WITHOUT_TRAILING_SLASH_FROM = "2024-10-15"
+PROFILE_IDS_PAGE_100_FROM = "2024-10-15"
+L_TIER_STEADY_750_FROM = "2026-01-15"
+SEGMENTS_PAGE_SIZE_PARAM_FROM = "2026-04-15"
+
+# Paths in the 2024-06-15 form; the trailing slash is dropped from PATHS_WITHOUT_TRAILING_SLASH_FROM.
 SEGMENTS_PATH = "/api/segments/"
 SEGMENT_PROFILES_PATH = "/api/segments/{segment_id}/profiles/"
 SEGMENT_PROFILE_IDS_PATH = "/api/segments/{segment_id}/relationships/profiles/"
 
 SEGMENTS_PAGE_SIZE = 10
-"""get_segments serves at most 10 segments per page in every revision."""
+"""get_segments serves at most 10 segments per page in every revision; the `page[size]`
+parameter is sent from SEGMENTS_PAGE_SIZE_PARAM_FROM."""
 SEGMENT_PROFILES_PAGE_SIZE = 100
 """Maximum of get_segment_profiles; read at call time so tests can page in small steps."""
 SEGMENT_PROFILE_IDS_PAGE_SIZE = 100
-"""Maximum of get_segment_relationships_profiles from 2024-10-15 (read at call time)."""
-SEGMENT_PROFILE_IDS_PAGE_SIZE_BEFORE_2024_10_15 = 1000
-"""Maximum of get_segment_relationships_profiles in the 2023-09-15 ... 2024-07-15 revisions."""
+"""Maximum of get_segment_relationships_profiles from PROFILE_IDS_PAGE_100_FROM (read at call time)."""
+SEGMENT_PROFILE_IDS_PAGE_SIZE_EARLIER = 1000
+"""Maximum of get_segment_relationships_profiles before PROFILE_IDS_PAGE_100_FROM."""
 
-# Burst (per second) and steady (per minute) limits per operation (API-NOTES §10).
+# Burst (per second) and steady (per minute) limits per operation the source calls (API-NOTES §10).
+L_TIER = (75, 700)
+"""Segment GETs: Klaviyo's L tier."""
+L_TIER_STEADY_750 = 750
+"""The L tier's steady limit from L_TIER_STEADY_750_FROM."""
 RATE_LIMITS: dict[str, tuple[int, int]] = {
-    "get_segments": (75, 700),
-    "get_segment": (75, 700),
-    "get_segment_profiles": (75, 700),
-    "get_segment_relationships_profiles": (75, 700),
-    "get_segment_tags": (3, 60),
-    "get_segment_relationships_tags": (3, 60),
+    "get_segments": L_TIER,
+    "get_segment_profiles": L_TIER,
+    "get_segment_relationships_profiles": L_TIER,
 }
-L_TIER_STEADY_FROM_2026 = 750
 # Klaviyo counts a request when it arrives, the limiter when it leaves: the windows are a
 # little longer than Klaviyo's so that network jitter cannot squeeze one request too many in.
 BURST_WINDOW_SECONDS = 1.05
@@ -49,11 +63,8 @@ STEADY_WINDOW_SECONDS = 61.0
 # walk only starts after the segment list was read, so segments:read is already proven.
 OPERATION_SCOPES: dict[str, str] = {
     "get_segments": "segments:read",
-    "get_segment": "segments:read",
     "get_segment_profiles": "profiles:read",
     "get_segment_relationships_profiles": "profiles:read",
-    "get_segment_tags": "tags:read",
-    "get_segment_relationships_tags": "tags:read",
 }
 
 # HTTP behaviour.
@@ -120,7 +131,7 @@ PAGES_IN_FLIGHT_PER_WORKER = 2
 """Bound of the page queue per worker: memory stays a few pages, never a whole segment."""
 WALK_GC_THRESHOLDS = (50_000, 20, 100)
 """Python's gc thresholds during the membership walk (defaults 700, 10, 10): see
-`memberships._fewer_collections`."""
+`walk.batches._fewer_collections`."""
 KNOWN_MEMBERSHIPS_FETCH_ROWS = 50_000
 """Rows fetched at a time when reading a segment's known members from the destination."""
 REJOIN_LOOKUP_PROFILES = 1000

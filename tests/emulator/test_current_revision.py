@@ -13,7 +13,7 @@ import requests
 import spec
 
 from klaviyo_emulator import Emulator
-from sources.klaviyo.client import KlaviyoClient
+from sources.klaviyo.api.client import KlaviyoClient
 from sources.klaviyo.options import validate_revision
 from sources.klaviyo.stats import ExtractionStats
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from klaviyo_emulator.faults import FAULT_KINDS, Fault, FaultInjector
+from klaviyo_emulator.wire.faults import FAULT_KINDS, Fault, FaultInjector
 
 # --- the injector ---
 

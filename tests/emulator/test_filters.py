@@ -10,7 +10,7 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
-from klaviyo_emulator.filters import (
+from klaviyo_emulator.responses.filters import (
     SYNTAX_DETAIL,
     Condition,
     FilterError,
@@ -18,9 +18,9 @@ from klaviyo_emulator.filters import (
     check_allowed,
     joined_group_at_bounds,
     matches,
-    parse_datetime,
     parse_filter,
 )
+from klaviyo_emulator.spec.dates import parse_datetime
 
 UTC = timezone.utc
 JAN1 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -17,7 +17,7 @@ import requests
 import spec
 
 from klaviyo_emulator import Emulator
-from klaviyo_emulator.ratelimit import limits_for
+from klaviyo_emulator.wire.ratelimit import limits_for
 
 OLD, FLOWS, NEW = "2024-06-15", "2024-10-15", "2026-07-15"
 needs_specs = pytest.mark.skipif(spec.specs_dir() is None, reason="Klaviyo OpenAPI specs not found")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import orjson
 import pytest
 import requests
 
@@ -180,6 +181,23 @@ def test_tag_link_and_unlink(emu: Emulator) -> None:
     emu.unlink_tag(segment_id, tag_id)
     ids = api.json(f"/segments/{segment_id}/relationships/tags")["data"]
     assert tag_id not in {t["id"] for t in ids}
+
+
+def test_exact_values_survive_later_changes_and_copies(emu: Emulator) -> None:
+    api = Api(emu)
+    segment_id = _biggest(emu)
+    profile_id = next(iter(emu.members(segment_id)))
+    wide = 123456789012345678901234567890
+    emu.update_profile_exactly(profile_id, properties={"wide": wide, "text": "x\ud800y"})
+    emu.update_profile(profile_id, first_name="Later")  # copies the document holding them
+    served = api.get(
+        f"/segments/{segment_id}/profiles", filter=f"any(profile_id,['{profile_id}'])"
+    ).content
+    assert b'"properties":{"wide":123456789012345678901234567890,"text":"x\\ud800y"}' in served
+    assert b'"first_name":"Later"' in served
+    profile = emu.profile(profile_id)
+    assert isinstance(profile["properties"], orjson.Fragment)
+    assert profile["first_name"] == "Later"
 
 
 def test_profile_update_is_visible_and_bumps_updated(emu: Emulator) -> None:

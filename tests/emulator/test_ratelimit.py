@@ -11,7 +11,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from klaviyo_emulator.ratelimit import Decision, RateLimiter, limits_for, parse_mode
+from klaviyo_emulator.wire.ratelimit import Decision, RateLimiter, limits_for, parse_mode
 
 NO_QUERY: dict[str, str] = {}
 PROFILE_COUNT = {"additional-fields[segment]": "profile_count"}

@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from klaviyo_emulator import Emulator
-from klaviyo_emulator.profiles import ProfileFactory
-from klaviyo_emulator.settings import PROFILE_DEFAULT_FIELDS
+from klaviyo_emulator.backend.profiles import ProfileFactory
+from klaviyo_emulator.spec.resources import PROFILE_DEFAULT_FIELDS
 
 REVISION = "2026-07-15"
 # sha256 over (id, attributes JSON) of profiles 0-1999 of seed 1, from the dict-built renderer

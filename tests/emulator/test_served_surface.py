@@ -14,11 +14,11 @@ import pytest
 import requests
 import spec
 
-from klaviyo_emulator import Emulator, routes
-from klaviyo_emulator import settings as s
+from klaviyo_emulator import Emulator, urls
 from klaviyo_emulator.__main__ import build_parser
-from klaviyo_emulator.faults import FAULT_KINDS
-from klaviyo_emulator.ratelimit import OPERATION_TIERS
+from klaviyo_emulator.spec import revisions
+from klaviyo_emulator.spec.operations import BY_NAME, OPERATIONS
+from klaviyo_emulator.wire.faults import FAULT_KINDS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "emulator.md"
 REVISION = "2026-07-15"
@@ -46,7 +46,13 @@ def _table_rows(heading_cells: tuple[str, ...]) -> list[list[str]]:
 
 def _served() -> list[tuple[str, str]]:
     """(method, operation) of every served route."""
-    return [(method, op) for route in routes.ROUTES for method, op in route.methods.items()]
+    return [(operation.method, operation.name) for operation in OPERATIONS]
+
+
+def _routed(method: str, path: str) -> str | None:
+    """The name of the operation a request is routed to."""
+    operation = urls.match(method, path).operation
+    return None if operation is None else operation.name
 
 
 def test_every_served_operation_is_documented_with_its_path_scopes_and_tier() -> None:
@@ -58,19 +64,22 @@ def test_every_served_operation_is_documented_with_its_path_scopes_and_tier() ->
         assert documented_method == method, operation
         concrete = path.replace("{id}", "X1y2Z3")
         for form in (concrete, concrete + "/"):
-            assert routes.match(method, form).operation == operation, (operation, form)
+            assert _routed(method, form) == operation, (operation, form)
         scopes = set(re.findall(r"`([a-z]+:[a-z]+)`", row[3]))
-        assert scopes == set(s.OPERATION_SCOPES[operation]), operation
-        assert row[4].split(";")[0].split(",")[0] == OPERATION_TIERS[operation], operation
-        since = s.OPERATION_SINCE.get(operation)
-        assert row[5] == (f"{since} on" if since else "all"), operation
+        assert scopes == set(BY_NAME[operation].scopes), operation
+        assert row[4].split(";")[0].split(",")[0] == BY_NAME[operation].tier, operation
+        cap = BY_NAME[operation].daily_cap
+        assert (f"{cap}/day" in row[4]) if cap else ("/day" not in row[4]), operation
+        assert row[1].split(" ")[0].strip("`") == (BY_NAME[operation].alias or operation)
+        since = BY_NAME[operation].first
+        assert row[5] == (f"{since} on" if since != revisions.FIRST else "all"), operation
 
 
 def test_every_accepted_revision_is_documented() -> None:
     section = _doc().split("## Revisions", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"`(\d{4}-\d{2}-\d{2})`", section.split("What changes")[0]))
-    assert documented == set(s.ACCEPTED_REVISIONS)
-    for revision, served_as in s.REVISIONS_SERVED_AS.items():
+    assert documented == set(revisions.ACCEPTED_REVISIONS)
+    for revision, served_as in revisions.SERVED_AS.items():
         assert f"`{revision}` is Klaviyo's current revision" in section
         assert f"answered exactly as `{served_as}`" in section
 
@@ -126,9 +135,7 @@ def _concrete(path: str) -> str:
 
 def _unserved(operations: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [
-        (method, path)
-        for method, path in operations
-        if routes.match(method, _concrete(path)).operation is None
+        (method, path) for method, path in operations if _routed(method, _concrete(path)) is None
     ]
 
 
@@ -136,7 +143,7 @@ def _unserved(operations: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def test_every_official_operation_is_served_or_answers_a_json_api_404(emu: Emulator) -> None:
     operations = _official_operations()
     unserved = _unserved(operations)
-    served = {routes.match(m, _concrete(p)).operation for m, p in operations} - {None}
+    served = {_routed(m, _concrete(p)) for m, p in operations} - {None}
     assert served == {operation for _, operation in _served()}, "served paths not in the spec"
     assert len(unserved) > 100
     session = requests.Session()

@@ -9,7 +9,7 @@ import pytest
 
 from klaviyo_emulator import Emulator
 from sources.klaviyo import ExtractionStats, settings
-from sources.klaviyo.client import KlaviyoClient, validate_api_key
+from sources.klaviyo.api.client import KlaviyoClient, validate_api_key
 from sources.klaviyo.exceptions import (
     KlaviyoConfigError,
     KlaviyoConnectionError,

@@ -12,9 +12,9 @@ import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from klaviyo_emulator import Emulator
-from klaviyo_emulator.faults import Fault, FaultInjector
+from klaviyo_emulator.wire.faults import Fault, FaultInjector
 from sources.klaviyo import ExtractionStats, settings
-from sources.klaviyo.client import KlaviyoClient
+from sources.klaviyo.api.client import KlaviyoClient
 from sources.klaviyo.exceptions import (
     KlaviyoError,
     KlaviyoResponseError,

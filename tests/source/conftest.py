@@ -194,9 +194,9 @@ def emulator_clock(emu: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     Leaves are stamped with the source's clock and joins with the emulator's: sharing one
     clock keeps them in order when the test calls `emu.advance_clock`.
     """
-    from sources.klaviyo import filters
+    from sources.klaviyo import dates
 
-    monkeypatch.setattr(filters, "utc_now", emu.now)
+    monkeypatch.setattr(dates, "utc_now", emu.now)
     return emu.now
 
 

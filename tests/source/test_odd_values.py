@@ -9,8 +9,9 @@ import orjson
 import pytest
 import requests
 
-from sources.klaviyo.client import decode_json
-from sources.klaviyo.rows import profile_layout, profiles_table, segment_row
+from sources.klaviyo.api.decoding import decode_json
+from sources.klaviyo.rows.profiles import profile_layout, profiles_table
+from sources.klaviyo.rows.segments import segment_row
 
 from .conftest import Loader
 

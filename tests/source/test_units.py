@@ -10,35 +10,34 @@ from datetime import datetime, timedelta, timezone
 import pyarrow as pa
 import pytest
 
-from sources.klaviyo import klaviyo_source, rows, settings
-from sources.klaviyo.client import api_path
+from sources.klaviyo import klaviyo_source, settings
+from sources.klaviyo.api.endpoints import (
+    api_path,
+    joined_since_filter,
+    profile_ids_page_size,
+    profile_params,
+)
+from sources.klaviyo.api.ratelimit import EndpointLimiter, Interrupted
+from sources.klaviyo.dates import format_filter_datetime, parse_datetime, utc_now
 from sources.klaviyo.exceptions import (
     KlaviyoAuthError,
     KlaviyoConfigError,
     find_klaviyo_error,
     redact,
 )
-from sources.klaviyo.filters import (
-    format_filter_datetime,
-    joined_since_filter,
-    parse_datetime,
-    utc_now,
-)
-from sources.klaviyo.memberships import plan_walks, profile_params
 from sources.klaviyo.options import validate_options
-from sources.klaviyo.ratelimit import EndpointLimiter, Interrupted
-from sources.klaviyo.reconcile import Closure, MembershipComparison, ReconcilePolicy
-from sources.klaviyo.rows import (
-    history_table,
-    memberships_table,
-    profile_layout,
-    profiles_table,
+from sources.klaviyo.rows import profiles as profile_rows
+from sources.klaviyo.rows.memberships import history_table, memberships_table
+from sources.klaviyo.rows.profiles import profile_layout, profiles_table
+from sources.klaviyo.rows.segments import (
     segment_state_row,
     segment_tag_changes,
     segment_tag_ids,
     segment_tombstone,
 )
-from sources.klaviyo.walker import profile_ids_page_size
+from sources.klaviyo.typing import Closure
+from sources.klaviyo.walk.plan import plan_walks
+from sources.klaviyo.walk.reconcile import MembershipComparison, ReconcilePolicy
 
 UTC = timezone.utc
 
@@ -565,7 +564,7 @@ def test_profiles_table_arrow_and_python_conversions_agree(
 ) -> None:
     layout = profile_layout(None, ("subscriptions",))
     fast = profiles_table(profiles, layout)
-    monkeypatch.setattr(rows, "_arrow_columns", _python_only)
+    monkeypatch.setattr(profile_rows, "_arrow_columns", _python_only)
     slow = profiles_table(profiles, layout)
     assert fast.equals(slow, check_metadata=True)
     assert fast.to_pylist() == slow.to_pylist()

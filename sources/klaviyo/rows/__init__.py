@@ -1,0 +1,5 @@
+"""JSON:API resources shaped into table rows: dicts for the small tables, arrow for the big ones.
+
+`segments` (segments, tags, segment_tags), `profiles`, `memberships` (both membership
+tables), `values` (what every destination can store).
+"""

@@ -1,0 +1,233 @@
+"""Rows of `profiles`: one arrow table per batch, columns from the requested profile fields."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from dlt.common.schema.typing import TTableSchemaColumns
+
+from .. import settings
+from ..dates import parse_datetime
+from ..typing import Resource
+from .values import UTC_TIMESTAMP, json_text
+
+
+@dataclass(frozen=True)
+class ProfileLayout:
+    """The columns of `profiles` for the requested profile fields.
+
+    Attributes:
+        strings: Text attributes, e.g. `email`.
+        datetimes: Datetime attributes, e.g. `created`.
+        location: Location fields, flattened to `location_<field>`.
+        json: Attributes kept whole as one JSON column (`properties`, `subscriptions`, ...).
+    """
+
+    strings: tuple[str, ...]
+    datetimes: tuple[str, ...]
+    location: tuple[str, ...]
+    json: tuple[str, ...]
+
+    def arrow_schema(self) -> pa.Schema:
+        """The arrow schema of a `profiles` table; coordinates are doubles."""
+        fields = [pa.field("id", pa.string(), nullable=False)]
+        fields += [pa.field(name, pa.string()) for name in self.strings]
+        fields += [pa.field(name, UTC_TIMESTAMP) for name in self.datetimes]
+        for name in self.location:
+            is_coordinate = name in settings.LOCATION_COORDINATE_FIELDS
+            fields.append(
+                pa.field(f"location_{name}", pa.float64() if is_coordinate else pa.string())
+            )
+        fields += [pa.field(name, pa.string()) for name in self.json]
+        return pa.schema(fields)
+
+    def column_hints(self) -> TTableSchemaColumns:
+        """dlt hints: JSON columns are JSON (not text), so they stay queryable as JSON."""
+        hints: TTableSchemaColumns = {"id": {"data_type": "text", "nullable": False}}
+        for name in self.json:
+            hints[name] = {"data_type": "json"}
+        return hints
+
+
+def profile_layout(
+    profile_fields: Sequence[str] | None, additional_fields: Sequence[str]
+) -> ProfileLayout:
+    """Works out the `profiles` columns from `fields[profile]` and `additional-fields[profile]`.
+
+    Args:
+        profile_fields: Requested profile fields (dotted sub-fields allowed); None means the
+            default attribute set.
+        additional_fields: Requested additional fields (`subscriptions`, `predictive_analytics`).
+    """
+    if profile_fields is None:
+        requested: dict[str, list[str] | None] = {
+            name: None
+            for name in (
+                *settings.PROFILE_STRING_ATTRIBUTES,
+                *settings.PROFILE_DATETIME_ATTRIBUTES,
+                "location",
+                *settings.PROFILE_JSON_ATTRIBUTES,
+            )
+        }
+    else:
+        requested = {}
+        for field in profile_fields:
+            top, _, sub = field.partition(".")
+            if top == "location" and sub:
+                subs = requested.setdefault(top, [])
+                if subs is not None:
+                    subs.append(sub.split(".")[0])
+            else:
+                requested[top] = None
+    for name in additional_fields:
+        requested[name] = None
+    return _layout_from(requested)
+
+
+def _layout_from(requested: dict[str, list[str] | None]) -> ProfileLayout:
+    location: tuple[str, ...] = ()
+    if "location" in requested:
+        subs = requested["location"]
+        location = tuple(f for f in settings.LOCATION_FIELDS if subs is None or f in subs)
+    json_names = (*settings.PROFILE_JSON_ATTRIBUTES, *settings.ADDITIONAL_PROFILE_FIELDS)
+    return ProfileLayout(
+        strings=tuple(n for n in settings.PROFILE_STRING_ATTRIBUTES if n in requested),
+        datetimes=tuple(n for n in settings.PROFILE_DATETIME_ATTRIBUTES if n in requested),
+        location=location,
+        json=tuple(n for n in json_names if n in requested),
+    )
+
+
+def profiles_table(profiles: Iterable[Resource], layout: ProfileLayout) -> pa.Table:
+    """Builds one `profiles` arrow table, one row per profile id.
+
+    A profile seen in several segments of the batch is kept once (its last copy). Text and
+    datetime columns are converted by arrow in one pass; a value arrow rejects (a number
+    where text is expected, a datetime without an offset) sends that part through the
+    lenient Python conversion, so the table is the same either way. A `location` that is not
+    an object (a string, a number, a list) leaves that profile's location columns null.
+    """
+    unique: dict[str, Resource] = {}
+    for profile in profiles:
+        unique[profile["id"]] = profile
+    rows = list(unique.values())
+    attributes = [row.get("attributes") or {} for row in rows]
+    schema = layout.arrow_schema()
+    locations, all_objects = _locations(attributes) if layout.location else ([], True)
+    converted = _converted_columns(attributes, locations, all_objects, layout)
+    columns: dict[str, pa.Array] = {"id": pa.array([row["id"] for row in rows], pa.string())}
+    columns.update(converted)
+    for name in layout.location:
+        if name in settings.LOCATION_COORDINATE_FIELDS:
+            values = [_coordinate(loc.get(name)) for loc in locations]
+            columns[f"location_{name}"] = pa.array(values, pa.float64())
+    for name in layout.json:
+        columns[name] = pa.array([json_text(a.get(name)) for a in attributes], pa.string())
+    return pa.Table.from_arrays([columns[field.name] for field in schema], schema=schema)
+
+
+def _converted_columns(
+    attributes: list[Resource], locations: list[Resource], all_objects: bool, layout: ProfileLayout
+) -> dict[str, pa.Array]:
+    """Text, datetime and text location columns: by arrow in one pass when it can."""
+    if not all_objects:  # arrow would take a list of [key, value] pairs for a location
+        return _python_columns(attributes, locations, layout)
+    try:
+        return _arrow_columns(attributes, layout)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return _python_columns(attributes, locations, layout)
+
+
+def _locations(attributes: list[Resource]) -> tuple[list[Resource], bool]:
+    """Each profile's `location`, {} where it is absent or not an object, and whether every
+    one was an object or null (a string, number or list leaves the location columns null)."""
+    values = [a.get("location") for a in attributes]
+    if _OBJECT_OR_NULL.issuperset(map(type, values)):
+        return [value or _NO_LOCATION for value in values], True
+    return [value if type(value) is dict else _NO_LOCATION for value in values], False
+
+
+_OBJECT_OR_NULL = frozenset((dict, type(None)))
+_NO_LOCATION: Resource = {}
+"""Shared by every profile without a location; never written to."""
+
+
+def _text_location(layout: ProfileLayout) -> tuple[str, ...]:
+    return tuple(n for n in layout.location if n not in settings.LOCATION_COORDINATE_FIELDS)
+
+
+def _arrow_columns(attributes: list[Resource], layout: ProfileLayout) -> dict[str, pa.Array]:
+    """Text, datetime and text location columns, converted by arrow from the attribute dicts.
+
+    Raises:
+        ArrowInvalid, ArrowTypeError: A value is not text where text is expected.
+    """
+    location = _text_location(layout)
+    fields = [pa.field(name, pa.string()) for name in (*layout.strings, *layout.datetimes)]
+    if location:
+        location_type = pa.struct([pa.field(name, pa.string()) for name in location])
+        fields.append(pa.field("location", location_type))
+    struct = pa.array(attributes, type=pa.struct(fields))
+    # flatten() (not field()) so that a missing location nulls its children too
+    children = dict(zip([f.name for f in fields], struct.flatten(), strict=True))
+    columns: dict[str, pa.Array] = {name: children[name] for name in layout.strings}
+    for name in layout.datetimes:
+        columns[name] = _arrow_datetimes(children[name], attributes, name)
+    if location:
+        nested = children["location"].flatten()
+        for name, values in zip(location, nested, strict=True):
+            columns[f"location_{name}"] = values
+    return columns
+
+
+def _arrow_datetimes(text: pa.Array, attributes: list[Resource], name: str) -> pa.Array:
+    try:
+        return text.cast(UTC_TIMESTAMP)
+    except pa.ArrowInvalid:
+        # Klaviyo sends offsets; anything else (bare dates, blanks) takes the lenient parser
+        return pa.array([parse_datetime(a.get(name)) for a in attributes], UTC_TIMESTAMP)
+
+
+def _python_columns(
+    attributes: list[Resource], locations: list[Resource], layout: ProfileLayout
+) -> dict[str, pa.Array]:
+    """The columns `_arrow_columns` makes, converted value by value in Python.
+
+    Args:
+        attributes: The profiles' attributes.
+        locations: Their locations as `_locations` returns them.
+        layout: The columns to make.
+    """
+    columns: dict[str, pa.Array] = {}
+    for name in layout.strings:
+        columns[name] = pa.array([_text(a.get(name)) for a in attributes], pa.string())
+    for name in layout.datetimes:
+        stamps = [parse_datetime(a.get(name)) for a in attributes]
+        columns[name] = pa.array(stamps, UTC_TIMESTAMP)
+    for name in _text_location(layout):
+        values = [_text(loc.get(name)) for loc in locations]
+        columns[f"location_{name}"] = pa.array(values, pa.string())
+    return columns
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list)):
+        return json_text(value)
+    return str(value)
+
+
+def _coordinate(value: Any) -> float | None:
+    # Klaviyo documents latitude/longitude as string or number; anything unparseable is null.
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

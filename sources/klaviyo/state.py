@@ -1,0 +1,169 @@
+"""The source's pipeline state: its layout, read for planning and written after each batch.
+
+Every key the source keeps in dlt's source state is named here and nowhere else. Under
+`resources`, by table (resource names equal table names):
+
+* `segments.rows`: `{segment_id: last segments row}` (datetimes as ISO text), so that a
+  deleted segment's tombstone repeats its last attributes.
+* `segment_tags.links`: `{segment_id: sorted tag ids}` emitted last, so that a removed link
+  is deleted.
+* `<membership table>.cursors`: `{segment_id: ISO datetime}`, the newest `joined_group_at`
+  loaded into that table; one cursor per segment and table.
+* `<membership table>.processing`: `{segment_id: ISO datetime}`, segments Klaviyo was still
+  computing when last walked (a catch-up is due once it is done).
+* `<reconciled table>.reconciled`: `{segment_id: ISO datetime or None}`, the last
+  reconciliation of each segment loaded (None: loaded, never reconciled).
+
+Invariants: readers get copies and never write; writers run in dlt's generator thread after
+the rows that justify the change were handed to dlt, so a checkpoint never holds a cursor
+ahead of its rows. A cursor only moves forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+import dlt
+
+from .dates import format_state_datetime, parse_datetime
+from .settings import MEMBERSHIP_TABLES, RECONCILED_TABLES, SEGMENT_TAGS_TABLE, SEGMENTS_TABLE
+
+_CURSORS = "cursors"
+_PROCESSING = "processing"
+_RECONCILED = "reconciled"
+_SEGMENT_ROWS = "rows"
+_TAG_LINKS = "links"
+
+
+class WalkOutcome(Protocol):
+    """What a batch of the membership walk completes (`walk.batches.MembershipBatch`)."""
+
+    @property
+    def detected_at(self) -> datetime: ...
+
+    @property
+    def finished(self) -> Mapping[str, str | None]: ...
+
+    @property
+    def processing(self) -> Collection[str]: ...
+
+    @property
+    def reconciled(self) -> Collection[str]: ...
+
+    @property
+    def retired(self) -> Collection[str]: ...
+
+
+def cursors(table: str) -> dict[str, str]:
+    """A copy of the cursors of `table`: `{segment_id: newest joined_group_at loaded}`."""
+    return _copy(table, _CURSORS)
+
+
+def reconciled(table: str) -> dict[str, str | None]:
+    """A copy of the last reconciliation of each segment `table` holds."""
+    return _copy(table, _RECONCILED)
+
+
+def processing(table: str) -> dict[str, str]:
+    """A copy of the segments Klaviyo was computing when `table` last walked them."""
+    return _copy(table, _PROCESSING)
+
+
+def tracked_segments(tables: Iterable[str]) -> set[str]:
+    """Segments whose rows `tables` hold (they have a cursor or a reconciliation entry)."""
+    return {s for table in tables for s in (*cursors(table), *reconciled(table))}
+
+
+def known_segment_ids() -> set[str]:
+    """Every segment an earlier run loaded into any table."""
+    resources = _resources()
+    known = set(resources.get(SEGMENTS_TABLE, {}).get(_SEGMENT_ROWS, {}))
+    known |= set(resources.get(SEGMENT_TAGS_TABLE, {}).get(_TAG_LINKS, {}))
+    return known | tracked_segments(MEMBERSHIP_TABLES)
+
+
+def last_segment_rows() -> dict[str, dict[str, Any]]:
+    """A copy of the last `segments` row emitted for each segment (state form)."""
+    return dict(dlt.current.resource_state(SEGMENTS_TABLE).setdefault(_SEGMENT_ROWS, {}))
+
+
+def remember_segment_rows(rows: Iterable[dict[str, Any]]) -> None:
+    """Keeps `rows` (state form, see `rows.segments.segment_state_row`) as the last ones."""
+    kept = dlt.current.resource_state(SEGMENTS_TABLE).setdefault(_SEGMENT_ROWS, {})
+    for row in rows:
+        kept[row["id"]] = row
+
+
+def segment_tag_links() -> dict[str, list[str]]:
+    """A copy of the tag ids emitted last for each segment."""
+    return dict(dlt.current.resource_state(SEGMENT_TAGS_TABLE).setdefault(_TAG_LINKS, {}))
+
+
+def remember_segment_tag_links(current: Mapping[str, Iterable[str]], gone: Iterable[str]) -> None:
+    """Keeps the links just emitted, and forgets the segments whose links all went."""
+    links = dlt.current.resource_state(SEGMENT_TAGS_TABLE).setdefault(_TAG_LINKS, {})
+    for segment_id, tag_ids in current.items():
+        links[segment_id] = sorted(set(tag_ids))
+    for segment_id in gone:
+        links.pop(segment_id, None)
+
+
+def record_walks(table: str, outcome: WalkOutcome) -> None:
+    """Moves the state of `table` past a batch; call it after its rows were handed to dlt.
+
+    Cursors of finished segments advance (never back), processing marks are set or cleared,
+    reconciliations are stamped with the run's time, and retired segments are forgotten.
+    """
+    table_state = dlt.current.resource_state(table)
+    table_cursors: dict[str, str] = table_state.setdefault(_CURSORS, {})
+    _advance(table_cursors, outcome.finished)
+    _record_processing(table_state.setdefault(_PROCESSING, {}), outcome)
+    if table in RECONCILED_TABLES:
+        _record_reconciled(table_state.setdefault(_RECONCILED, {}), outcome)
+    for segment_id in outcome.retired:
+        table_cursors.pop(segment_id, None)
+
+
+def _advance(table_cursors: dict[str, str], finished: Mapping[str, str | None]) -> None:
+    for segment_id, newest in finished.items():
+        new = parse_datetime(newest)
+        old = parse_datetime(table_cursors.get(segment_id))
+        if new is not None and (old is None or new > old):
+            table_cursors[segment_id] = format_state_datetime(new)
+
+
+def _record_processing(marks: dict[str, str], outcome: WalkOutcome) -> None:
+    """Remembers the segments Klaviyo is computing until a walk after it is done catches up.
+
+    `walk.plan.plan_walks` makes every walk of a segment that stopped computing a catch-up.
+    """
+    stamp = format_state_datetime(outcome.detected_at)
+    for segment_id in outcome.finished:
+        if segment_id in outcome.processing:
+            marks.setdefault(segment_id, stamp)
+        else:
+            marks.pop(segment_id, None)
+    for segment_id in outcome.retired:
+        marks.pop(segment_id, None)
+
+
+def _record_reconciled(stamps: dict[str, str | None], outcome: WalkOutcome) -> None:
+    for segment_id in outcome.finished:
+        stamps.setdefault(segment_id, None)
+    stamp = format_state_datetime(outcome.detected_at)
+    for segment_id in outcome.reconciled:
+        stamps[segment_id] = stamp
+    for segment_id in outcome.retired:
+        stamps.pop(segment_id, None)
+
+
+def _copy(table: str, key: str) -> dict[str, Any]:
+    """A copy of the `{segment_id: ...}` map `key` kept in the state of `table`."""
+    return dict(_resources().get(table, {}).get(key, {}))
+
+
+def _resources() -> dict[str, Any]:
+    resources: dict[str, Any] = dlt.current.source_state().get("resources", {})
+    return resources

@@ -1,0 +1,63 @@
+"""What worker threads put on a run's event queue, in the order a segment's walk makes them.
+
+For each segment: any number of `Page` and `Closed`, then one `Finished`; or one `Failed`,
+which stops the run. Only the generator thread takes events off the queue (`batches`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..typing import Closure, Resource
+
+
+@dataclass
+class Page:
+    """Members of one segment, as profile resources, with their parsed `joined_group_at`."""
+
+    segment_id: str
+    profiles: list[Resource]
+    joined: list[datetime | None]
+
+
+@dataclass
+class Closed:
+    """Stays of one segment that ended."""
+
+    segment_id: str
+    closures: list[Closure]
+
+
+@dataclass
+class Finished:
+    """A segment is done: every event about it is on the queue before this one.
+
+    Attributes:
+        segment_id: The segment.
+        cursor: The cursor it may advance to; None leaves it as it is.
+        walked: Its members were walked (False for a segment that is only retired).
+        reconciled: Its membership was compared with what the destination holds.
+        vanished: It answered 404: deleted in Klaviyo during the run.
+        processing: Klaviyo was still computing it.
+        retired: Every open stay of it was closed: forget its cursors.
+    """
+
+    segment_id: str
+    cursor: str | None = None
+    walked: bool = True
+    reconciled: bool = False
+    vanished: bool = False
+    retired: bool = False
+    processing: bool = False
+
+
+@dataclass
+class Failed:
+    """A walk failed; the run stops with this error."""
+
+    error: BaseException
+
+
+Event = Page | Closed | Finished | Failed
+"""Anything a worker puts on the queue."""

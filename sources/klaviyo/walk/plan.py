@@ -1,0 +1,134 @@
+"""Which segments a run walks, from where, and which it reconciles.
+
+Planning reads only the maps the pipeline state keeps (`state`) and the segment list: no
+request, no destination query. Every decision is made before the first profile page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from .. import settings
+from ..dates import parse_datetime, utc_now
+from ..typing import Resource
+from .reconcile import ReconcilePolicy
+
+
+@dataclass(frozen=True)
+class SegmentWalk:
+    """What to fetch for one segment.
+
+    Attributes:
+        segment_id: The segment.
+        cursor: Its cursor (last joined_group_at loaded), None before its first load.
+        since: Lower bound of joined_group_at to request; None fetches every member.
+        processing: Klaviyo is still computing the segment; the run after it stops catches
+            up on members it added with older join times.
+        reconcile: Compare the members with the open stays in the destination and close
+            the stays that ended. With a cursor, this walks the segment's profile ids first.
+        start_date: The earliest joined_group_at a first load reads (the source's
+            `start_date`).
+        rewalk: Its cursor was set aside on request: walked from its first member although
+            the destination holds rows of it.
+    """
+
+    segment_id: str
+    cursor: datetime | None
+    since: datetime | None
+    processing: bool = False
+    reconcile: bool = False
+    start_date: datetime | None = None
+    rewalk: bool = False
+
+
+def plan_walks(
+    segments: Iterable[Resource],
+    cursors: Sequence[Mapping[str, str]],
+    start_date: datetime | None,
+    reconciled: Sequence[Mapping[str, str | None]] = (),
+    policy: ReconcilePolicy | None = None,
+    now: datetime | None = None,
+    processing: Sequence[Mapping[str, str]] = (),
+    rewalk: Collection[str] = (),
+) -> list[SegmentWalk]:
+    """Decides where each segment's walk starts, and which segments are reconciled.
+
+    Args:
+        segments: Segment resources in scope.
+        cursors: One `{segment_id: ISO datetime}` map per table being loaded; a segment
+            starts at the oldest of them, and from scratch if any table has none.
+        start_date: Lower bound for segments without a cursor.
+        reconciled: One `{segment_id: ISO datetime}` map of last reconciliations per table
+            that reconciliation keeps; the oldest counts.
+        policy: When a segment is due; None reconciles nothing.
+        now: The run's time.
+        processing: One `{segment_id: ISO datetime}` map per table of the segments Klaviyo
+            was still computing when last walked. Their cursors advanced like any other, so
+            members Klaviyo added meanwhile with older join times are caught up once it is
+            done: by a reconciliation (which finds them by id), or without one by a full walk.
+        rewalk: Segment ids walked from their first member whatever their cursors, or
+            `["all"]` for every segment.
+    """
+    now = now or utc_now()
+    walks = []
+    for segment in segments:
+        segment_id = segment["id"]
+        rewalked = settings.RECONCILE_ALL in rewalk or segment_id in rewalk
+        cursor = None if rewalked else _oldest(table.get(segment_id) for table in cursors)
+        computing = bool((segment.get("attributes") or {}).get("is_processing"))
+        catch_up = not computing and any(segment_id in table for table in processing)
+        since = cursor or start_date
+        reconcile = False
+        if policy is not None and not computing:
+            last = _oldest(table.get(segment_id) for table in reconciled) if reconciled else None
+            # A full walk reads every member anyway: it reconciles for free.
+            reconcile = cursor is None or catch_up or policy.is_due(segment, last, now)
+        elif catch_up:
+            since = start_date
+        walks.append(
+            SegmentWalk(
+                segment_id,
+                cursor,
+                since,
+                processing=computing,
+                reconcile=reconcile,
+                start_date=start_date,
+                rewalk=rewalked,
+            )
+        )
+    return walks
+
+
+def _oldest(values: Iterable[str | None]) -> datetime | None:
+    """The oldest of the values, None when there are none or any is missing."""
+    parsed = [parse_datetime(value) for value in values]
+    if not parsed or None in parsed:
+        return None
+    return min(v for v in parsed if v is not None)
+
+
+def reconciled_tables(tables: Sequence[str]) -> list[str]:
+    """The tables of `tables` a reconciliation writes leaves to: both or none.
+
+    A leave is one fact in both membership tables: recorded only when both are loaded together.
+    """
+    kept = [table for table in tables if table in settings.RECONCILED_TABLES]
+    return kept if set(kept) == set(settings.RECONCILED_TABLES) else []
+
+
+def segments_to_retire(gone: Sequence[str], tracked: Collection[str], closes: bool) -> list[str]:
+    """Deleted segments whose rows this run retires.
+
+    Retiring closes every open stay, so a run that loads only one of the two membership
+    tables leaves them to a run that loads both (`closes` is False).
+
+    Args:
+        gone: Segments Klaviyo no longer lists.
+        tracked: Segments whose rows the tables being loaded hold.
+        closes: This run may close stays.
+    """
+    if not closes:
+        return []
+    return [segment_id for segment_id in gone if segment_id in tracked]

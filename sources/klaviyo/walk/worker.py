@@ -1,0 +1,282 @@
+"""What a worker thread does for one segment: walk its profiles, and reconcile it when due.
+
+A worker talks to Klaviyo and to the destination (through `KnownMemberships`) and puts
+events on the run's page queue: pages of members, closed stays, and finally `Finished`.
+It never touches dlt state; the generator thread does, after the rows were handed to dlt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dlt.common import logger
+
+from .. import settings
+from ..api import endpoints
+from ..api.client import KlaviyoClient
+from ..api.endpoints import filter_bound
+from ..api.ratelimit import Interrupted
+from ..dates import format_state_datetime
+from ..exceptions import KlaviyoNotFoundError
+from ..rows.memberships import joined_group_at
+from ..settings import HISTORY_TABLE
+from ..stats import ExtractionStats
+from ..typing import Closure, Resource
+from .destination import KnownMemberships
+from .events import Closed, Event, Failed, Finished, Page
+from .plan import SegmentWalk
+from .reconcile import MembershipComparison, everyone_leaves
+
+
+@dataclass
+class _Progress:
+    newest: datetime | None = None
+    emitted: bool = False
+    comparison: MembershipComparison | None = None
+
+
+@dataclass
+class SegmentWorker:
+    """Walks segments for one run; `walk` and `retire` run in worker threads.
+
+    Attributes:
+        client: Shared HTTP client.
+        pages: The run's bounded event queue.
+        stop: Set when the run stops; every wait and put gives up.
+        stats: Progress counters.
+        known: Reader of the destination's open stays in the membership tables of the run.
+        detected_at: The run's time: when the leaves it finds were seen.
+        reconciling: Leaves may be recorded: both membership tables are loaded, so a leave
+            is one fact in both. Otherwise only re-joins close stays, and deleted segments
+            are retired by a later run that loads both.
+    """
+
+    client: KlaviyoClient
+    pages: queue.Queue
+    stop: threading.Event
+    stats: ExtractionStats
+    known: KnownMemberships | None
+    detected_at: datetime
+    reconciling: bool = True
+
+    def walk(self, walk: SegmentWalk, params: dict[str, str]) -> None:
+        """Loads one segment's members (from its cursor) and reconciles it if asked."""
+        progress = _Progress()
+        try:
+            self._walk(walk, params, progress)
+        except Interrupted:
+            return
+        except KlaviyoNotFoundError as exc:
+            self._vanished(walk.segment_id, progress, exc)
+        except BaseException as exc:
+            self._put_quietly(Failed(exc))
+
+    def retire(self, segment_id: str) -> None:
+        """Closes every open stay of a segment that Klaviyo no longer lists."""
+        try:
+            known = self.known.open_stays(segment_id) if self.known and self.reconciling else {}
+            self._put_closures(segment_id, everyone_leaves(known, self.detected_at))
+            self._put(Finished(segment_id, walked=False, retired=True))
+        except Interrupted:
+            return
+        except BaseException as exc:
+            self._put_quietly(Failed(exc))
+
+    def _walk(self, walk: SegmentWalk, params: dict[str, str], progress: _Progress) -> None:
+        segment_id = walk.segment_id
+        if walk.reconcile and self.reconciling and self.known is not None:
+            progress.comparison = MembershipComparison(self.known.open_stays(segment_id))
+        comparison = progress.comparison
+        # One bound for both sides: the walk from the cursor reads >= bound, a catch-up < bound.
+        bound = filter_bound(walk.since) if walk.since is not None else None
+        window = _compared_since(walk, comparison)
+        if comparison is not None and _lists_ids(walk, bound, window):
+            self._list_profile_ids(walk, window, comparison)
+        rejoins = self._rejoins(walk) if comparison is None else None
+        self._fetch_profiles(walk, params, bound, None, progress, rejoins)
+        if comparison is not None and bound is not None and comparison.late_joiners:
+            self._fetch_profiles(walk, params, window, bound, progress)
+        if comparison is not None:
+            self._put_closures(segment_id, comparison.closures(self.detected_at))
+        if rejoins is not None:
+            self._close_rejoins(segment_id, rejoins)
+        newest = progress.newest
+        cursor = format_state_datetime(newest) if newest else None
+        reconciled = comparison is not None
+        self._put(Finished(segment_id, cursor, reconciled=reconciled, processing=walk.processing))
+
+    def _list_profile_ids(
+        self, walk: SegmentWalk, since: datetime | None, comparison: MembershipComparison
+    ) -> None:
+        request = endpoints.segment_profile_ids(self.client.revision, walk.segment_id, since)
+        for page in self.client.pages(request):
+            if self.stop.is_set():
+                raise Interrupted()
+            comparison.listed(
+                item["id"]
+                for item in page.get("data") or []
+                if isinstance(item, dict) and item.get("id")
+            )
+
+    def _rejoins(self, walk: SegmentWalk) -> dict[str, datetime] | None:
+        """Collects the walked members whose earlier stays may have to close, or None.
+
+        Only the history keeps several stays of a profile, and only a segment loaded before
+        can hold one, so first loads and runs without the history table collect nothing.
+        """
+        if self.known is None or HISTORY_TABLE not in self.known.tables:
+            return None
+        if walk.cursor is None and not walk.rewalk:
+            return None
+        return {}
+
+    def _close_rejoins(self, segment_id: str, walked: dict[str, datetime]) -> None:
+        """Closes the open stays that the walked members' newer joins end (see `_rejoins`)."""
+        if not walked or self.known is None:
+            walked.clear()
+            return
+        known = self.known.open_stays(segment_id, walked, tables=(HISTORY_TABLE,))
+        comparison = MembershipComparison(known)
+        for profile_id in known:
+            comparison.walked(profile_id, walked[profile_id])
+        walked.clear()
+        self._put_closures(segment_id, comparison.rejoin_closures())
+
+    def _fetch_profiles(
+        self,
+        walk: SegmentWalk,
+        params: Mapping[str, str],
+        since: datetime | None,
+        before: datetime | None,
+        progress: _Progress,
+        rejoins: dict[str, datetime] | None = None,
+    ) -> None:
+        """Walks members joined at or after `since`, and before `before` when given (a
+        catch-up of members that joined below the cursor; pages come sorted by join time).
+
+        Members are added to `rejoins` when given, and their re-joins closed in chunks."""
+        revision = self.client.revision
+        request = endpoints.segment_profiles(revision, walk.segment_id, params, since)
+        comparison = progress.comparison
+        for page in self.client.pages(request):
+            profiles = _profiles(page)
+            joined = [joined_group_at(p) for p in profiles]
+            reached = before is not None and any(j is not None and j >= before for j in joined)
+            if before is not None:
+                kept = [
+                    (p, j) for p, j in zip(profiles, joined, strict=True) if j is None or j < before
+                ]
+                profiles, joined = [p for p, _ in kept], [j for _, j in kept]
+            self._count_new(walk, profiles, joined, before is not None, comparison)
+            stamps = [j for j in joined if j is not None]
+            if stamps:
+                progress.newest = max(progress.newest or stamps[0], *stamps)
+            if comparison is not None:
+                for profile, stamp in zip(profiles, joined, strict=True):
+                    comparison.walked(profile["id"], stamp)
+            self._put(Page(walk.segment_id, profiles, joined))
+            if rejoins is not None:
+                rejoins.update(
+                    (p["id"], j) for p, j in zip(profiles, joined, strict=True) if j is not None
+                )
+                if len(rejoins) >= settings.REJOIN_LOOKUP_PROFILES:
+                    self._close_rejoins(walk.segment_id, rejoins)
+            progress.emitted = progress.emitted or bool(profiles)
+            if reached:
+                return
+
+    def _count_new(
+        self,
+        walk: SegmentWalk,
+        profiles: list[Resource],
+        joined: list[datetime | None],
+        catch_up: bool,
+        comparison: MembershipComparison | None,
+    ) -> None:
+        if catch_up and comparison is not None:
+            fresh = sum(1 for p in profiles if p["id"] in comparison.late_joiners)
+        else:
+            fresh = sum(
+                1 for j in joined if j is not None and (walk.cursor is None or j > walk.cursor)
+            )
+        self.stats.add(new_memberships=fresh)
+
+    def _vanished(self, segment_id: str, progress: _Progress, error: KlaviyoNotFoundError) -> None:
+        logger.warning(f"{error}; it was deleted during the run: its memberships are closed")
+        try:
+            if progress.emitted or not self.reconciling:
+                # This run already loads some of its members as current: a closure of the same
+                # stay in the same load would race with it. The next run retires the segment
+                # (as it does when this run cannot record leaves in both membership tables).
+                self._put(Finished(segment_id, vanished=True))
+                return
+            comparison = progress.comparison
+            known = comparison.known if comparison is not None else None
+            if known is None:
+                known = self.known.open_stays(segment_id) if self.known else {}
+            self._put_closures(segment_id, everyone_leaves(known, self.detected_at))
+            self._put(Finished(segment_id, vanished=True, retired=True))
+        except Interrupted:
+            return
+        except BaseException as exc:
+            self._put_quietly(Failed(exc))
+
+    def _put_closures(self, segment_id: str, closures: Iterable[Closure]) -> None:
+        chunk: list[Closure] = []
+        for closure in closures:
+            chunk.append(closure)
+            if len(chunk) >= settings.MEMBERSHIP_BATCH_ROWS:
+                self._put(Closed(segment_id, chunk))
+                chunk = []
+        if chunk:
+            self._put(Closed(segment_id, chunk))
+
+    def _put(self, event: Event) -> None:
+        while True:
+            if self.stop.is_set():
+                raise Interrupted()
+            try:
+                self.pages.put(event, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _put_quietly(self, event: Event) -> None:
+        with contextlib.suppress(Interrupted):
+            self._put(event)
+
+
+def _compared_since(walk: SegmentWalk, comparison: MembershipComparison | None) -> datetime | None:
+    """The earliest `joined_group_at` a reconciliation compares (None: every member).
+
+    `start_date` bounds what a first load reads, but stays older than it that the destination
+    already holds (loaded before `start_date` was set or raised) are still members or not:
+    they must be listed too, or they would look like leaves.
+    """
+    if walk.start_date is None:
+        return None
+    oldest = comparison.oldest_stay if comparison is not None else None
+    return min(walk.start_date, oldest) if oldest is not None else walk.start_date
+
+
+def _lists_ids(walk: SegmentWalk, bound: datetime | None, since: datetime | None) -> bool:
+    """Whether a reconciliation needs the id walk: the profile walk does not cover every
+    compared member (it starts at a cursor, or above stays the destination holds)."""
+    if walk.cursor is not None:
+        return True
+    return bound is not None and (since is None or filter_bound(since) < bound)
+
+
+def _profiles(page: Mapping[str, Any]) -> list[Resource]:
+    # Only id and attributes travel on: links and relationships would triple the batch.
+    return [
+        {"id": p["id"], "attributes": p.get("attributes") or {}}
+        for p in page.get("data") or []
+        if isinstance(p, dict) and p.get("id")
+    ]
