@@ -5,6 +5,7 @@ Usage: python crash_driver.py POINT [klaviyo-segments arguments...]
 POINT is one of:
   never              run to the end
   pages:N            during extraction, once N profile pages were received
+  leaves:N           during extraction, once N leaves (closed memberships) were handed on
   after-extract      after `pipeline.extract()` returned (package extracted, not normalized)
   normalize-commit   inside normalize, before the normalized package is committed
   after-normalize    after `pipeline.normalize()` returned (package normalized, not loaded)
@@ -87,6 +88,8 @@ def arm(point: str) -> None:
         after(RunnableLoadJob, "run_managed", lambda job, *a: count_job(job) < 0)
     elif name == "pages":
         after(ExtractionStats, "add", lambda stats, **counts: stats.pages >= int(argument))
+    elif name == "leaves":
+        after(ExtractionStats, "add", lambda stats, **counts: stats.leaves >= int(argument))
     elif name == "after-extract":
         after(Pipeline, "extract")
     elif name == "normalize-commit":

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .conftest import Loader, Truth
+from .conftest import Loader, Truth, utc
 
 STEP_SECONDS = 10
 """The emulator's clock moves this much between changes and runs, so joins, leaves and run
@@ -71,6 +71,7 @@ class Timeline:
         seen_segments: Every segment id a run listed, with its last known name.
         seen_tags: Every (tag id, name) linked to a segment at some run.
         deleted: Segments deleted so far.
+        closed: Every closed stay seen so far, with its `left_at`.
     """
 
     loader: Loader
@@ -79,6 +80,7 @@ class Timeline:
     seen_segments: dict[str, str] = field(default_factory=dict)
     seen_tags: set[tuple[str, str]] = field(default_factory=set)
     deleted: set[str] = field(default_factory=set)
+    closed: dict[tuple[str, str, datetime], datetime] = field(default_factory=dict)
 
     def run_and_check(self, **options: Any) -> Any:
         emu = self.truth.emu
@@ -95,6 +97,16 @@ class Timeline:
     def check(self) -> None:
         with self.loader.reading():
             self._check()
+        self._check_leaves(read_tables(self.loader))
+
+    def _check_leaves(self, tables: Tables) -> None:
+        """A leave is closed in both tables with one `left_at`, which no later run moves."""
+        for (s, p), (joined, member, left) in tables.memberships.items():
+            if member is False:
+                assert left is not None and tables.history.get((s, p, joined)) == left, (s, p)
+        moved = {k: v for k, v in self.closed.items() if tables.history.get(k) != v}
+        assert not moved, f"closed stays reopened or moved: {moved}"
+        self.closed.update({k: v for k, v in tables.history.items() if v is not None})
 
     def _check(self) -> None:
         loader, truth = self.loader, self.truth
@@ -135,3 +147,97 @@ def every_kind_of_change(emu: Any, step: int, deleted: set[str]) -> None:
         deleted.add(second)
         emu.remove_member(first, sorted(emu.members(first))[-1])
         emu.link_tag(first, sorted(emu.tag_ids())[-1])
+
+
+Membership = tuple[datetime, bool | None, datetime | None]
+"""A `segment_memberships` row: (joined_group_at, is_member, left_at)."""
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The rows of the tables a run can change, keyed like the tables (dlt's columns left out).
+
+    Attributes:
+        memberships: (segment, profile) -> (joined_group_at, is_member, left_at).
+        history: (segment, profile, joined_group_at) -> left_at.
+        segment_tags: (segment, tag) links.
+        segments: segment id -> (deleted_at, is_active, is_processing).
+    """
+
+    memberships: dict[tuple[str, str], Membership] = field(default_factory=dict)
+    history: dict[tuple[str, str, datetime], datetime | None] = field(default_factory=dict)
+    segment_tags: frozenset[tuple[str, str]] = frozenset()
+    segments: dict[str, tuple[datetime | None, bool, bool]] = field(default_factory=dict)
+
+    def table(self, name: str, segment_ids: set[str] | None = None) -> set[tuple[Any, ...]]:
+        """Rows of one table as a set, only those of `segment_ids` when given."""
+        rows: set[tuple[Any, ...]]
+        if name == "segment_memberships":
+            rows = {(*key, *value) for key, value in self.memberships.items()}
+        elif name == "segment_membership_history":
+            rows = {(*key, value) for key, value in self.history.items()}
+        elif name == "segment_tags":
+            rows = set(self.segment_tags)
+        elif name == "segments":
+            rows = {(key, *value) for key, value in self.segments.items()}
+        else:
+            raise ValueError(name)
+        if segment_ids is None:
+            return rows
+        return {row for row in rows if row[0] in segment_ids}
+
+    def members(self, segment_id: str) -> set[tuple[str, datetime]]:
+        """(profile, joined_group_at) of the rows of a segment that are members (null counts)."""
+        return {
+            (p, joined)
+            for (s, p), (joined, member, _) in self.memberships.items()
+            if s == segment_id and member is not False
+        }
+
+    def open_stays(self, segment_id: str) -> set[tuple[str, datetime]]:
+        return {
+            (p, joined)
+            for (s, p, joined), left in self.history.items()
+            if s == segment_id and left is None
+        }
+
+    def segment_ids(self) -> set[str]:
+        """Segments with a row in any membership table."""
+        return {s for s, _ in self.memberships} | {s for s, _, _ in self.history}
+
+
+def read_tables(loader: Loader) -> Tables:
+    """Reads back the tables that exist so far; a table never loaded reads as empty."""
+    dataset = loader.pipeline.dataset_name
+    with loader.reading():
+        existing = {
+            name
+            for (name,) in loader.rows(
+                f"select table_name from information_schema.tables where table_schema = '{dataset}'"
+            )
+        }
+
+        def select(table: str, columns: str) -> list[tuple[Any, ...]]:
+            return loader.rows(f"select {columns} from {table}") if table in existing else []
+
+        return Tables(
+            memberships={
+                (s, p): (utc(j), m, utc(left) if left else None)
+                for s, p, j, m, left in select(
+                    "segment_memberships",
+                    "segment_id, profile_id, joined_group_at, is_member, left_at",
+                )
+            },
+            history={
+                (s, p, utc(j)): utc(left) if left else None
+                for s, p, j, left in select(
+                    "segment_membership_history",
+                    "segment_id, profile_id, joined_group_at, left_at",
+                )
+            },
+            segment_tags=frozenset(select("segment_tags", "segment_id, tag_id")),
+            segments={
+                i: (utc(d) if d else None, a, p)
+                for i, d, a, p in select("segments", "id, deleted_at, is_active, is_processing")
+            },
+        )
