@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import dlt
+import pyarrow as pa
+from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.sources import DltResource
 
 from . import settings, state
-from .options import validate_options
+from .options import ACCOUNT_ID_COLUMN, validate_options
 from .resources import (
     JSON_HINT_NOTICE,
     client_factory,
@@ -37,6 +40,7 @@ from .rows.profiles import profile_layout
 from .rows.segments import SEGMENT_COLUMNS, SEGMENT_TAG_COLUMNS, TAG_COLUMNS
 from .stats import ExtractionStats
 from .walk.catalog import SegmentCatalog
+from .walk.destination import of_account
 
 __all__ = ["klaviyo_source", "ExtractionStats"]
 
@@ -57,6 +61,9 @@ def klaviyo_source(
     reconcile_segments: list[str] | None = None,
     reconcile_inactive: bool = False,
     rewalk_segments: list[str] | None = None,
+    checkpoint_pages: int | None = None,
+    checkpoint_minutes: float | None = None,
+    account_id: str | None = None,
     stats: ExtractionStats | None = None,
 ) -> Sequence[DltResource]:
     """Klaviyo segments, their tags, the profiles in each segment, and membership history.
@@ -81,6 +88,13 @@ def klaviyo_source(
         rewalk_segments: Segment ids to walk from their first member on this run, whatever
             their cursors, or `["all"]` for every segment in scope. Nothing is dropped: the
             walk reconciles them against what the tables hold (a scoped full refresh).
+        checkpoint_pages: End the run's walk after about this many profile pages, so that
+            what was read loads with the cursors it justifies; the next run goes on from
+            there (`stats.complete` is False). None: walk every segment to its end.
+        checkpoint_minutes: The same after this many minutes, whichever comes first.
+        account_id: Id of the Klaviyo account, for datasets that several accounts share:
+            every table gets a constant `account_id` column, first in its primary key, and
+            reconciliation reads back only this account's rows. None adds nothing.
         stats: Counters to poll for progress from another thread.
 
     Returns:
@@ -105,60 +119,102 @@ def klaviyo_source(
         reconcile_segments=reconcile_segments,
         reconcile_inactive=reconcile_inactive,
         rewalk_segments=rewalk_segments,
+        account_id=account_id,
+        checkpoint_pages=checkpoint_pages,
+        checkpoint_minutes=checkpoint_minutes,
     )
     counters = stats if stats is not None else ExtractionStats()
     logging.getLogger("dlt").addFilter(JSON_HINT_NOTICE)
     make_client = client_factory(options, counters)
     catalog = SegmentCatalog(make_client, options.segment_ids, state.known_segment_ids)
     layout = profile_layout(options.profile_fields, options.additional_fields)
-    members = dlt.resource(segment_member_batches, name="segment_members", selected=False)(
+    walk = of_account(segment_member_batches, options.account_id)
+    members = dlt.resource(walk, name="segment_members", selected=False)(
         catalog, make_client, options, counters
     )
-    return (
+    account = AccountScope(options.account_id)
+    resources = (
         dlt.transformer(
             segments,
             data_from=members,
             name=settings.SEGMENTS_TABLE,
-            primary_key="id",
+            primary_key=account.key("id"),
             write_disposition="merge",
-            columns=SEGMENT_COLUMNS,
+            columns=account.columns(SEGMENT_COLUMNS),
         )(catalog, counters),
         dlt.resource(
             tags,
             name=settings.TAGS_TABLE,
-            primary_key="id",
+            primary_key=account.key("id"),
             write_disposition="merge",
-            columns=TAG_COLUMNS,
+            columns=account.columns(TAG_COLUMNS),
         )(catalog, counters),
         dlt.resource(
             segment_tags,
             name=settings.SEGMENT_TAGS_TABLE,
-            primary_key=("segment_id", "tag_id"),
+            primary_key=account.key("segment_id", "tag_id"),
             write_disposition="merge",
-            columns=SEGMENT_TAG_COLUMNS,
+            columns=account.columns(SEGMENT_TAG_COLUMNS),
         )(catalog, counters),
         dlt.transformer(
             profiles,
             data_from=members,
             name=settings.PROFILES_TABLE,
-            primary_key="id",
+            primary_key=account.key("id"),
             write_disposition="merge",
-            columns=layout.column_hints(),
+            columns=account.columns(layout.column_hints()),
         )(layout, counters),
         dlt.transformer(
             segment_memberships,
             data_from=members,
             name=settings.MEMBERSHIPS_TABLE,
-            primary_key=("segment_id", "profile_id"),
+            primary_key=account.key("segment_id", "profile_id"),
             write_disposition="merge",
-            columns=MEMBERSHIP_COLUMNS,
+            columns=account.columns(MEMBERSHIP_COLUMNS),
         )(counters),
         dlt.transformer(
             segment_membership_history,
             data_from=members,
             name=settings.HISTORY_TABLE,
-            primary_key=("segment_id", "profile_id", settings.JOINED_GROUP_AT),
+            primary_key=account.key("segment_id", "profile_id", settings.JOINED_GROUP_AT),
             write_disposition="merge",
-            columns=HISTORY_COLUMNS,
+            columns=account.columns(HISTORY_COLUMNS),
         )(counters),
     )
+    return account.tagged(resources)
+
+
+class AccountScope:
+    """Declarations of a dataset several accounts share: `account_id` in every row and key.
+
+    Args:
+        account_id: The account's id; None declares every table as it is.
+    """
+
+    def __init__(self, account_id: str | None) -> None:
+        self.account_id = account_id
+
+    def key(self, *columns: str) -> tuple[str, ...]:
+        """A primary key, with `account_id` first when the account is set."""
+        return (ACCOUNT_ID_COLUMN, *columns) if self.account_id else columns
+
+    def columns(self, hints: TTableSchemaColumns) -> TTableSchemaColumns:
+        """Column hints, with `account_id` first when the account is set."""
+        if not self.account_id:
+            return hints
+        return {ACCOUNT_ID_COLUMN: {"data_type": "text", "nullable": False}, **hints}
+
+    def tagged(self, resources: Sequence[DltResource]) -> Sequence[DltResource]:
+        """The resources, each adding the constant `account_id` to what it yields."""
+        if self.account_id:
+            for resource in resources:
+                resource.add_map(self.add_column)
+        return resources
+
+    def add_column(self, item: Any) -> Any:
+        """`account_id` added to one row (a dict) or to every row of an arrow table."""
+        if isinstance(item, pa.Table):
+            value = pa.repeat(pa.scalar(self.account_id, pa.string()), item.num_rows)
+            field = pa.field(ACCOUNT_ID_COLUMN, pa.string(), nullable=False)
+            return item.add_column(0, field, value)
+        return {ACCOUNT_ID_COLUMN: self.account_id, **item}

@@ -13,6 +13,10 @@ from .api.client import validate_api_key
 from .dates import parse_datetime, utc_now
 from .exceptions import KlaviyoConfigError
 
+ACCOUNT_ID_COLUMN = "account_id"
+"""Column that `account_id` adds to every table and every primary key."""
+_ACCOUNT_ID_PATTERN = r"[a-z0-9][a-z0-9_]{0,62}"
+
 _PROFILE_FIELD_ROOTS = frozenset(
     {
         *settings.PROFILE_STRING_ATTRIBUTES,
@@ -43,6 +47,9 @@ class SourceOptions:
     reconcile_segments: tuple[str, ...] = ()
     reconcile_inactive: bool = False
     rewalk_segments: tuple[str, ...] = ()
+    checkpoint_pages: int | None = None
+    checkpoint_minutes: float | None = None
+    account_id: str | None = None
 
     def __repr__(self) -> str:
         # Keeps the key out of any log or traceback that prints the options.
@@ -64,6 +71,9 @@ def validate_options(
     reconcile_segments: Any = None,
     reconcile_inactive: Any = False,
     rewalk_segments: Any = None,
+    checkpoint_pages: Any = None,
+    checkpoint_minutes: Any = None,
+    account_id: Any = None,
 ) -> SourceOptions:
     """Checks every argument and normalises it.
 
@@ -85,6 +95,9 @@ def validate_options(
         reconcile_segments=_string_list("reconcile_segments", reconcile_segments) or (),
         reconcile_inactive=_flag("reconcile_inactive", reconcile_inactive),
         rewalk_segments=_string_list("rewalk_segments", rewalk_segments) or (),
+        checkpoint_pages=_optional(_at_least, "checkpoint_pages", checkpoint_pages, 1),
+        checkpoint_minutes=_optional(_positive_minutes, "checkpoint_minutes", checkpoint_minutes),
+        account_id=_account_id(account_id),
     )
 
 
@@ -156,6 +169,18 @@ def _start_date(value: Any) -> datetime | None:
     return parsed
 
 
+def _account_id(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = str(value).strip()
+    if not re.fullmatch(_ACCOUNT_ID_PATTERN, text):
+        raise KlaviyoConfigError(
+            f"account_id {text!r} must be 1 to 63 lowercase letters, digits and underscores, "
+            "starting with a letter or digit, e.g. acme_eu"
+        )
+    return text
+
+
 def _profile_fields(value: Any) -> tuple[str, ...] | None:
     fields = _string_list("profile_fields", value)
     if fields is None:
@@ -222,3 +247,22 @@ def _flag(name: str, value: Any) -> bool:
     if text in ("false", "0", "no", "", "none"):
         return False
     raise KlaviyoConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _optional(check: Any, name: str, value: Any, *args: Any) -> Any:
+    """`check(name, value, *args)`, or None when the value is not set."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return check(name, value, *args)
+
+
+def _positive_minutes(name: str, value: Any) -> float:
+    number: float | None = None
+    if not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+    if number is None or not 0 < number < float("inf"):
+        raise KlaviyoConfigError(f"{name} must be a number of minutes > 0, got {value!r}")
+    return number

@@ -7,8 +7,10 @@ filtered relation into the destination's SQL: no per-destination SQL here.
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import Any
 
@@ -21,8 +23,12 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from .. import settings
 from ..exceptions import KlaviyoConfigError
+from ..options import ACCOUNT_ID_COLUMN
 from ..settings import HISTORY_TABLE, MEMBERSHIPS_TABLE
 from ..typing import Stays
+
+_WALKED_ACCOUNT: ContextVar[str | None] = ContextVar("klaviyo_walked_account", default=None)
+"""The account whose walk runs in this context (`of_account`); None: no account column."""
 
 # Which rows of each table are open stays. Rows loaded before reconciliation existed have
 # no `is_member` yet: they count as members until a reconciliation says otherwise.
@@ -43,6 +49,8 @@ class KnownMemberships:
         dataset_name: The pipeline's dataset.
         schema: What earlier runs loaded (the pipeline's schema); None reads nothing.
         tables: Tables being loaded whose open stays count, from `settings.RECONCILED_TABLES`.
+        account_id: Read only the rows of this account (a dataset several accounts share);
+            None reads every row.
     """
 
     def __init__(
@@ -51,8 +59,10 @@ class KnownMemberships:
         dataset_name: str,
         schema: dlt.Schema | None,
         tables: Sequence[str],
+        account_id: str | None = None,
     ) -> None:
         self._destination = destination
+        self._account_id = account_id
         self._dataset_name = dataset_name
         self._schema = schema
         self._tables = [table for table in tables if table in _OPEN_CONDITIONS]
@@ -63,6 +73,8 @@ class KnownMemberships:
     @classmethod
     def of_running_pipeline(cls, tables: Sequence[str]) -> KnownMemberships:
         """Reader for the pipeline being run; tables dropped by a refresh hold nothing.
+
+        Inside a walk of one account (`of_account`), only that account's rows are read.
 
         Call it from the generator thread: it takes a copy of the pipeline's schema (what
         earlier runs loaded), so worker threads never touch the live pipeline.
@@ -76,6 +88,7 @@ class KnownMemberships:
             pipeline.dataset_name,
             pipeline.default_schema.clone(),
             [table for table in tables if table not in refreshed],
+            _WALKED_ACCOUNT.get(),
         )
 
     @property
@@ -102,7 +115,9 @@ class KnownMemberships:
         dataset = self._dataset()
         stays: Stays = {}
         for table in read:
-            relation = _open_stays_relation(dataset, table, segment_id, profile_ids)
+            relation = _open_stays_relation(
+                dataset, table, segment_id, profile_ids, self._account_id
+            )
             if relation is None:
                 continue
             try:
@@ -134,6 +149,25 @@ class KnownMemberships:
             with self._lock:
                 self._opened.append(dataset)
         return dataset
+
+
+def of_account(
+    walk: Callable[..., Iterator[Any]], account_id: str | None
+) -> Callable[..., Iterator[Any]]:
+    """`walk` (a generator function) running as the walk of `account_id`.
+
+    Readers made while it runs (`KnownMemberships.of_running_pipeline`) see only the rows
+    of that account, which matters where several accounts share a dataset and their
+    segment ids may repeat. The context is the generator's caller's: it is set again each
+    time the walk starts, so runs of other accounts in the same thread never see it.
+    """
+
+    @functools.wraps(walk)
+    def walk_of_account(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        _WALKED_ACCOUNT.set(account_id)
+        yield from walk(*args, **kwargs)
+
+    return walk_of_account
 
 
 def ensure_merge(tables: Sequence[str]) -> None:
@@ -172,13 +206,26 @@ def _running_pipeline() -> dlt.Pipeline | None:
 
 
 def _open_stays_relation(
-    dataset: Any, table: str, segment_id: str, profile_ids: Collection[str] | None = None
+    dataset: Any,
+    table: str,
+    segment_id: str,
+    profile_ids: Collection[str] | None = None,
+    account_id: str | None = None,
 ) -> Any | None:
     columns = dataset.schema.tables.get(table, {}).get("columns", {})
     if not {"segment_id", "profile_id", settings.JOINED_GROUP_AT} <= set(columns):
         return None  # never loaded: nothing is known
     of_segment = sge.column("segment_id", quoted=True).eq(sge.Literal.string(segment_id))
     relation = dataset.table(table).where(of_segment)
+    if account_id is not None:
+        if ACCOUNT_ID_COLUMN not in columns:
+            raise KlaviyoConfigError(
+                f"table {table} of dataset {dataset.dataset_name} has no {ACCOUNT_ID_COLUMN} "
+                f"column, so its rows cannot be told apart by account; load account "
+                f"{account_id} into a new dataset, or without account_id"
+            )
+        in_account = sge.column(ACCOUNT_ID_COLUMN, quoted=True).eq(sge.Literal.string(account_id))
+        relation = relation.where(in_account)
     if profile_ids is not None:
         literals = [sge.Literal.string(profile_id) for profile_id in sorted(profile_ids)]
         relation = relation.where(sge.column("profile_id", quoted=True).isin(*literals))
