@@ -22,7 +22,10 @@ from .klaviyo_segments_pipeline import (
     load_segments,
     make_pipeline,
 )
-from .progress import ProgressPrinter, print_summary
+from .progress import ProgressPrinter, print_checkpoint, print_summary
+
+EXIT_INCOMPLETE = 75
+"""Exit code of a run that stopped at its time budget with work left (EX_TEMPFAIL: run again)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,6 +97,22 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         "--reconcile-inactive", action="store_true", help="reconcile inactive segments too"
     )
     run.add_argument(
+        "--max-minutes",
+        type=float,
+        help="time budget: stop at the first checkpoint after it and exit "
+        f"{EXIT_INCOMPLETE}; the next run goes on from there (default: no budget)",
+    )
+    run.add_argument(
+        "--checkpoint-pages",
+        type=int,
+        help="commit rows and cursors after this many profile pages (default: 2000)",
+    )
+    run.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        help="commit rows and cursors after this many minutes (default: 5)",
+    )
+    run.add_argument(
         "--full-refresh",
         action="store_true",
         help="load all again: alone, drop the tables and cursors first; with --segment-id or "
@@ -120,6 +139,8 @@ def source_options(args: argparse.Namespace) -> dict[str, Any]:
         "reconcile_segments": _reconcile_segments(args.reconcile),
         "reconcile_every_hours": args.reconcile_every_hours,
         "reconcile_inactive": True if args.reconcile_inactive else None,
+        "checkpoint_pages": args.checkpoint_pages,
+        "checkpoint_minutes": args.checkpoint_minutes,
     }
     return {name: value for name, value in given.items() if value is not None}
 
@@ -161,10 +182,18 @@ def command_run(args: argparse.Namespace) -> int:
             full_refresh=args.full_refresh,
             drop_pending=args.drop_pending,
             stats=stats,
+            max_minutes=_budget(args.max_minutes),
+            on_checkpoint=None if args.quiet else print_checkpoint,
             **source_options(args),
         )
     print_summary(report)
-    return 0
+    return 0 if report.complete else EXIT_INCOMPLETE
+
+
+def _budget(minutes: float | None) -> float | None:
+    if minutes is not None and not minutes > 0:
+        raise PipelineConfigError(f"--max-minutes must be a number of minutes > 0, got {minutes}")
+    return minutes
 
 
 class _DropAll(logging.Filter):

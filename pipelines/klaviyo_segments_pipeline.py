@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from pipelines.errors import PipelineConfigError
 from pipelines.lock import one_run_at_a_time
 from sources.klaviyo import ExtractionStats, klaviyo_source
+from sources.klaviyo import settings as source_settings
 
 PIPELINE_NAME = "klaviyo_segments"
 DATASET_NAME = "klaviyo"
@@ -50,6 +51,16 @@ class RunReport:
     """Absolute path of the DuckDB database loaded into; empty for other destinations."""
     dropped_packages: list[str] = field(default_factory=list)
     """Pending load packages dropped before this run (``drop_pending``)."""
+    checkpoints: int = 0
+    """Loads committed by this run: each holds rows and the cursors they justify."""
+    complete: bool = True
+    """False when the run stopped at a checkpoint because its time budget was spent; the
+    next run goes on where it stopped (`unfinished`)."""
+    unfinished: dict[str, int | None] = field(default_factory=dict)
+    """Segments left for the next run, with the profile pages estimated to remain."""
+    unchecked: list[str] = field(default_factory=list)
+    """Segments the budget left unwalked although nothing was known to wait for them (walked to
+    their end before): the next run reads their new joins as usual."""
 
 
 def duckdb_path(duckdb_file: str | None = None) -> Path:
@@ -163,6 +174,8 @@ def load_segments(
     full_refresh: bool = False,
     drop_pending: bool = False,
     stats: ExtractionStats | None = None,
+    max_minutes: float | None = None,
+    on_checkpoint: Callable[[ExtractionStats], None] | None = None,
     **source_options: Any,
 ) -> RunReport:
     """Extract Klaviyo segments and memberships and load them with ``pipeline``.
@@ -178,10 +191,16 @@ def load_segments(
         drop_pending: Drop the load packages earlier runs left unloaded (and rewind the
             cursors to before them) instead of loading them first.
         stats: Counters the caller may read while the run goes on (progress).
+        max_minutes: Time budget: the run stops at the first checkpoint after it is spent
+            (a reconciliation in progress finishes first) and reports ``complete=False``;
+            the next run goes on from there. None: the run goes on until everything is read.
+        on_checkpoint: Called after each checkpoint's load, with the run's counters.
         **source_options: Passed to ``klaviyo_source`` (base_url, revision, segment_ids, ...).
+            ``checkpoint_pages`` and ``checkpoint_minutes`` default to dlt config
+            (``[sources.klaviyo]``), then to 2,000 pages and 5 minutes.
 
     Returns:
-        The rows loaded per table and the run's extraction counters.
+        The rows loaded per table (summed over the checkpoints) and the run's counters.
 
     Raises:
         PipelineBusyError: Another run of the pipeline is going on; nothing was done.
@@ -192,29 +211,85 @@ def load_segments(
         # A refresh of some segments or tables drops nothing: it walks them from the start.
         segment_ids = source_options.get("segment_ids") or _configured_segment_ids()
         source_options = {**source_options, "rewalk_segments": segment_ids or ["all"]}
-    source = klaviyo_source(stats=stats, **source_options)
-    if resources:
-        source = source.with_resources(*resources)
     started = time.monotonic()
     dropped = drop_pending_packages(pipeline) if drop_pending else []
     if pipeline.has_pending_data:
         # A run killed or failed after extracting left packages behind: load them first,
         # since dlt's run would stop after them and extract nothing new.
         pipeline.run()
-    if full_refresh and not scoped:
-        pipeline.run(source, refresh="drop_sources")
-    else:
-        pipeline.run(source)
-    elapsed = time.monotonic() - started
-    return RunReport(
-        rows=_loaded_row_counts(pipeline),
-        elapsed_seconds=elapsed,
-        stats=stats,
-        destination=pipeline.destination.destination_name if pipeline.destination else "",
-        dataset_name=pipeline.dataset_name,
-        duckdb_file=_duckdb_file(pipeline),
-        dropped_packages=dropped,
-    )
+    report = RunReport(stats=stats, dropped_packages=dropped)
+    deadline = started + max_minutes * 60 if max_minutes is not None else None
+    options = {**_checkpoint_options(source_options), **source_options}
+    drop_first = full_refresh and not scoped
+    while True:
+        source = klaviyo_source(stats=stats, **_slice_options(options, deadline))
+        if resources:
+            source = source.with_resources(*resources)
+        if drop_first:
+            pipeline.run(source, refresh="drop_sources")
+            drop_first = False
+        else:
+            pipeline.run(source)
+        _add_rows(report.rows, _loaded_row_counts(pipeline))
+        stats.checkpoints += 1
+        if on_checkpoint is not None:
+            on_checkpoint(stats)
+        left = [*stats.segments_unfinished, *stats.segments_unchecked]
+        if not left or (deadline is not None and time.monotonic() >= deadline):
+            break
+        options = _next_slice(options, stats)
+    report.elapsed_seconds = time.monotonic() - started
+    report.checkpoints = stats.checkpoints
+    report.complete = stats.complete
+    report.unfinished = dict(stats.segments_unfinished)
+    report.unchecked = list(stats.segments_unchecked)
+    report.destination = pipeline.destination.destination_name if pipeline.destination else ""
+    report.dataset_name = pipeline.dataset_name
+    report.duckdb_file = _duckdb_file(pipeline)
+    return report
+
+
+def _checkpoint_options(source_options: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoint defaults of a pipeline run: dlt config first, then the settings."""
+    defaults = {
+        "checkpoint_pages": source_settings.CHECKPOINT_PAGES,
+        "checkpoint_minutes": source_settings.CHECKPOINT_MINUTES,
+    }
+    return {
+        name: dlt.config.get(f"sources.klaviyo.{name}") or default
+        for name, default in defaults.items()
+        if source_options.get(name) is None
+    }
+
+
+def _slice_options(options: dict[str, Any], deadline: float | None) -> dict[str, Any]:
+    """The options of the next extraction: its checkpoint never lies past the deadline."""
+    if deadline is None:
+        return options
+    left = max(deadline - time.monotonic(), 0.0) / 60
+    minutes = float(options.get("checkpoint_minutes") or left)
+    return {**options, "checkpoint_minutes": max(min(minutes, left), _MIN_SLICE_MINUTES)}
+
+
+def _next_slice(options: dict[str, Any], stats: ExtractionStats) -> dict[str, Any]:
+    """Options that go on with the segments a checkpoint left undone, and only those.
+
+    Segments stopped mid-walk go on from their cursors (a first load stays one); forced
+    reconciliations and walks from the start apply to the segments they have not reached.
+    """
+    unfinished = [*stats.segments_unfinished, *stats.segments_unchecked]
+    nxt = {**options, "segment_ids": unfinished}
+    for name in ("reconcile_segments", "rewalk_segments"):
+        asked = options.get(name)
+        if asked and "all" not in asked:
+            nxt[name] = [segment_id for segment_id in asked if segment_id in unfinished]
+    stats.add(segments_total=-len(unfinished))  # they were counted when first planned
+    return nxt
+
+
+def _add_rows(total: dict[str, int], rows: dict[str, int]) -> None:
+    for table, count in rows.items():
+        total[table] = total.get(table, 0) + count
 
 
 def _duckdb_file(pipeline: dlt.Pipeline) -> str:
@@ -245,6 +320,10 @@ def _loaded_row_counts(pipeline: dlt.Pipeline) -> dict[str, int]:
     normalize_info = trace.last_normalize_info if trace else None
     counts = dict(normalize_info.row_counts) if normalize_info else {}
     return {table: counts[table] for table in sorted(counts) if not table.startswith("_dlt")}
+
+
+_MIN_SLICE_MINUTES = 0.05
+"""A run past its deadline still makes one short extraction, so that it ends at a checkpoint."""
 
 
 if __name__ == "__main__":

@@ -68,6 +68,18 @@ class ProgressPrinter:
             )
 
 
+def print_checkpoint(stats: ExtractionStats, stream: TextIO | None = None) -> None:
+    """One line after each checkpoint's load: what is committed so far, what is left."""
+    rows = sum(stats.rows.values())
+    left = stats.segments_unfinished
+    rest = f", {len(left)} segment(s) to go on with" if left else ""
+    print(
+        f"checkpoint {stats.checkpoints}: {rows:,} rows and their cursors committed{rest}",
+        file=stream or sys.stderr,
+        flush=True,
+    )
+
+
 def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
     """Rows loaded per table, new memberships, requests and elapsed time."""
     out = stream or sys.stdout
@@ -96,6 +108,28 @@ def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
         )
         if stats.segments_deleted:
             print(f"  segments deleted in Klaviyo: {', '.join(stats.segments_deleted)}", file=out)
+    if not report.complete:
+        _print_unfinished(report, out)
+    elif report.unchecked:
+        print(
+            f"  time budget spent: {len(report.unchecked)} segment(s) walked to their end "
+            f"before were not checked for new joins on this run{_ids(report.unchecked)}",
+            file=out,
+        )
+
+
+def _print_unfinished(report: RunReport, out: TextIO) -> None:
+    estimates = [pages for pages in report.unfinished.values() if pages is not None]
+    unknown = len(report.unfinished) - len(estimates)
+    pages = f"about {sum(estimates):,} profile pages estimated to remain" if estimates else ""
+    if unknown:
+        pages += f"{' plus ' if pages else ''}{unknown} segment(s) not started"
+    print(
+        f"  time budget spent after {report.checkpoints} checkpoint(s): "
+        f"{len(report.unfinished)} segment(s) not finished{_ids(list(report.unfinished))}; "
+        f"{pages}; the next run goes on from here",
+        file=out,
+    )
 
 
 def _target(report: RunReport) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from operator import itemgetter
 
 import dlt
 import pyarrow as pa
@@ -22,7 +23,7 @@ from .api.client import ClientFactory, KlaviyoClient
 from .exceptions import KlaviyoConfigError
 from .options import SourceOptions
 from .rows.memberships import history_table, memberships_table
-from .rows.profiles import ProfileLayout, profiles_table
+from .rows.profiles import ProfileLayout, unique_profiles_table
 from .rows.segments import (
     segment_row,
     segment_state_row,
@@ -32,7 +33,7 @@ from .rows.segments import (
     tag_row,
 )
 from .stats import ExtractionStats
-from .walk.batches import MembershipBatch, walk_memberships
+from .walk.batches import Checkpoint, MembershipBatch, walk_memberships
 from .walk.catalog import SegmentCatalog
 from .walk.destination import KnownMemberships, ensure_merge
 from .walk.plan import plan_walks, reconciled_tables, segments_to_retire
@@ -141,6 +142,9 @@ def segment_member_batches(
         detected_at,
         [state.processing(table) for table in tables],
         options.rewalk_segments,
+        [state.backfills(table) for table in tables],
+        [state.walked(table) for table in tables],
+        [state.cut(table) for table in tables],
     )
     closes = bool(reconciling) or not kept
     retire = segments_to_retire(listed.gone, state.tracked_segments(tables), closes)
@@ -157,23 +161,36 @@ def segment_member_batches(
         retire,
         detected_at,
         reconciling=bool(reconciling),
+        checkpoint=_checkpoint(options),
     )
+
+
+def _checkpoint(options: SourceOptions) -> Checkpoint:
+    minutes = options.checkpoint_minutes
+    return Checkpoint(options.checkpoint_pages, minutes * 60 if minutes is not None else None)
 
 
 def profiles(
     batch: MembershipBatch, layout: ProfileLayout, stats: ExtractionStats
 ) -> Iterator[pa.Table]:
-    """One row per profile, however many segments it is in."""
-    if batch.members:
-        table = profiles_table((member[1] for member in batch.members), layout)
+    """One row per profile, however many segments it is in: a walk emits each profile once."""
+    fresh = layout.emitted.fresh(map(_PROFILE, batch.members), batch.detected_at)
+    if fresh:
+        table = unique_profiles_table(fresh, layout)
         stats.add_rows(settings.PROFILES_TABLE, table.num_rows)
         yield table
+    if batch.final:
+        layout.emitted.forget()
     state.record_walks(settings.PROFILES_TABLE, batch)
+
+
+_PROFILE = itemgetter(1)
+"""The profile resource of a member tuple."""
 
 
 def segment_memberships(batch: MembershipBatch, stats: ExtractionStats) -> Iterator[pa.Table]:
     """One row per (segment, profile): the most recent join, and whether it is still a member."""
-    table = memberships_table(batch.members, batch.closures)
+    table = memberships_table(batch.members, batch.closures, batch)
     if table.num_rows:
         stats.add_rows(settings.MEMBERSHIPS_TABLE, table.num_rows)
         yield table
@@ -184,7 +201,7 @@ def segment_membership_history(
     batch: MembershipBatch, stats: ExtractionStats
 ) -> Iterator[pa.Table]:
     """One row per stay of a profile in a segment: from `joined_group_at` to `left_at`."""
-    table = history_table(batch.members, batch.closures)
+    table = history_table(batch.members, batch.closures, batch)
     if table.num_rows:
         stats.add_rows(settings.HISTORY_TABLE, table.num_rows)
         yield table

@@ -76,6 +76,8 @@ it is far more often a wrong base_url than an outage, and should fail in seconds
 THROTTLED_RETRIES_PER_RETRY = 4
 """429s are Klaviyo asking to wait, not failures: each request may wait out this many times
 `max_retries` of them (honouring `Retry-After`) before the run gives up."""
+HTTP_CONNECTIONS_KEPT = 32
+"""Keep-alive connections kept open per client: at least one per worker thread."""
 USER_AGENT = "klaviyo-segments-dlt/0.1"
 ACCEPT = "application/vnd.api+json"
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
@@ -134,6 +136,15 @@ WALK_GC_THRESHOLDS = (50_000, 20, 100)
 `walk.batches._fewer_collections`."""
 KNOWN_MEMBERSHIPS_FETCH_ROWS = 50_000
 """Rows fetched at a time when reading a segment's known members from the destination."""
+CHECKPOINT_POLL_SECONDS = 0.5
+"""How often the walk checks its checkpoint while no page arrives (ids being listed)."""
+CHECKPOINT_PAGES = 2000
+"""Profile pages between two checkpoints of a run (about 2.7 minutes at Klaviyo's ceiling)."""
+CHECKPOINT_MINUTES = 5.0
+"""Minutes between two checkpoints of a run, whichever of the two comes first."""
+PROFILE_IDS_REMEMBERED = 500_000
+"""Profile ids a walk remembers so that it emits each profile once (about 100 bytes each):
+past that many, it starts afresh and later copies are emitted again."""
 REJOIN_LOOKUP_PROFILES = 1000
 """Walked members looked up at a time in the history, to close the stays their re-joins end."""
 

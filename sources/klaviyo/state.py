@@ -13,6 +13,12 @@ Every key the source keeps in dlt's source state is named here and nowhere else.
   computing when last walked (a catch-up is due once it is done).
 * `<reconciled table>.reconciled`: `{segment_id: ISO datetime or None}`, the last
   reconciliation of each segment loaded (None: loaded, never reconciled).
+* `<membership table>.walked`: `{segment_id: ISO datetime}`, when each segment's walk last
+  reached its end; a run walks the segments it reached least recently first.
+* `<membership table>.cut`: `{segment_id: ISO datetime}`, segments whose last walk a
+  checkpoint stopped before its end (they are behind), until a walk reaches their end.
+* `<membership table>.backfills`: `{segment_id: ISO datetime}`, first loads that a checkpoint
+  stopped, with the time they started; their completion counts as a reconciliation then.
 
 Invariants: readers get copies and never write; writers run in dlt's generator thread after
 the rows that justify the change were handed to dlt, so a checkpoint never holds a cursor
@@ -35,6 +41,9 @@ _PROCESSING = "processing"
 _RECONCILED = "reconciled"
 _SEGMENT_ROWS = "rows"
 _TAG_LINKS = "links"
+_BACKFILLS = "backfills"
+_WALKED = "walked"
+_CUT = "cut"
 
 
 class WalkOutcome(Protocol):
@@ -55,6 +64,15 @@ class WalkOutcome(Protocol):
     @property
     def retired(self) -> Collection[str]: ...
 
+    @property
+    def cut(self) -> Collection[str]: ...
+
+    @property
+    def backfilling(self) -> Collection[str]: ...
+
+    @property
+    def backfilled(self) -> Collection[str]: ...
+
 
 def cursors(table: str) -> dict[str, str]:
     """A copy of the cursors of `table`: `{segment_id: newest joined_group_at loaded}`."""
@@ -69,6 +87,21 @@ def reconciled(table: str) -> dict[str, str | None]:
 def processing(table: str) -> dict[str, str]:
     """A copy of the segments Klaviyo was computing when `table` last walked them."""
     return _copy(table, _PROCESSING)
+
+
+def walked(table: str) -> dict[str, str]:
+    """A copy of when each segment's walk last reached its end, for `table`."""
+    return _copy(table, _WALKED)
+
+
+def cut(table: str) -> dict[str, str]:
+    """A copy of the segments of `table` whose last walk a checkpoint stopped."""
+    return _copy(table, _CUT)
+
+
+def backfills(table: str) -> dict[str, str]:
+    """A copy of the first loads of `table` a checkpoint stopped, with when they started."""
+    return _copy(table, _BACKFILLS)
 
 
 def tracked_segments(tables: Iterable[str]) -> set[str]:
@@ -120,8 +153,13 @@ def record_walks(table: str, outcome: WalkOutcome) -> None:
     table_cursors: dict[str, str] = table_state.setdefault(_CURSORS, {})
     _advance(table_cursors, outcome.finished)
     _record_processing(table_state.setdefault(_PROCESSING, {}), outcome)
+    completed = _record_backfills(table_state.setdefault(_BACKFILLS, {}), outcome)
+    _record_walked(table_state.setdefault(_WALKED, {}), table_state.setdefault(_CUT, {}), outcome)
     if table in RECONCILED_TABLES:
-        _record_reconciled(table_state.setdefault(_RECONCILED, {}), outcome)
+        stamps = table_state.setdefault(_RECONCILED, {})
+        _record_reconciled(stamps, outcome)
+        # A first load read every member: complete, it stands for a reconciliation then.
+        stamps.update(completed)
     for segment_id in outcome.retired:
         table_cursors.pop(segment_id, None)
 
@@ -147,6 +185,30 @@ def _record_processing(marks: dict[str, str], outcome: WalkOutcome) -> None:
             marks.pop(segment_id, None)
     for segment_id in outcome.retired:
         marks.pop(segment_id, None)
+
+
+def _record_walked(stamps: dict[str, str], cut: dict[str, str], outcome: WalkOutcome) -> None:
+    stamp = format_state_datetime(outcome.detected_at)
+    for segment_id in outcome.finished:
+        if segment_id in outcome.cut:
+            cut.setdefault(segment_id, stamp)
+        else:
+            stamps[segment_id] = stamp
+            cut.pop(segment_id, None)
+    for segment_id in outcome.retired:
+        stamps.pop(segment_id, None)
+        cut.pop(segment_id, None)
+
+
+def _record_backfills(started: dict[str, str], outcome: WalkOutcome) -> dict[str, str]:
+    """Marks first loads stopped at a checkpoint; returns those now complete, with their start."""
+    stamp = format_state_datetime(outcome.detected_at)
+    for segment_id in outcome.backfilling:
+        started.setdefault(segment_id, stamp)
+    completed = {s: started.pop(s) for s in outcome.backfilled if s in started}
+    for segment_id in outcome.retired:
+        started.pop(segment_id, None)
+    return completed
 
 
 def _record_reconciled(stamps: dict[str, str | None], outcome: WalkOutcome) -> None:

@@ -27,6 +27,11 @@ class ExtractionStats:
             before (a walk of their profile ids, or a full walk), in the order they finished.
         leaves: Memberships found to have ended (the profile left, or the segment is gone).
         segments_deleted: Segment ids found deleted in Klaviyo in this run.
+        segments_unfinished: Segments a checkpoint left for a later run, mapped to the
+            pages estimated to remain (None: not known, e.g. the walk had not started).
+        segments_unchecked: Segments a checkpoint did not let start although nothing was
+            known to wait for them (they were walked to their end before).
+        checkpoints: Loads committed so far (each one rows and the cursors they justify).
     """
 
     def __init__(self) -> None:
@@ -44,6 +49,9 @@ class ExtractionStats:
         self.segments_reconciled: list[str] = []
         self.leaves = 0
         self.segments_deleted: list[str] = []
+        self.segments_unfinished: dict[str, int | None] = {}
+        self.segments_unchecked: list[str] = []
+        self.checkpoints = 0
 
     def add(self, **counts: float) -> None:
         """Adds to counters by name, e.g. `add(requests=1, retries=1)`."""
@@ -62,6 +70,28 @@ class ExtractionStats:
         with self._lock:
             self.segments_done += 1
             self.segments_walked = [*self.segments_walked, segment_id]
+            if segment_id in self.segments_unchecked:
+                self.segments_unchecked = [s for s in self.segments_unchecked if s != segment_id]
+            if segment_id in self.segments_unfinished:
+                unfinished = dict(self.segments_unfinished)
+                del unfinished[segment_id]
+                self.segments_unfinished = unfinished
+
+    def segment_unfinished(self, segment_id: str, remaining_pages: int | None) -> None:
+        """Records that a checkpoint left `segment_id` (or the rest of it) for a later run."""
+        with self._lock:
+            self.segments_unfinished = {**self.segments_unfinished, segment_id: remaining_pages}
+
+    def segment_unchecked(self, segment_id: str) -> None:
+        """Records that a checkpoint left `segment_id`, with nothing known to wait, unwalked."""
+        with self._lock:
+            if segment_id not in self.segments_unchecked:
+                self.segments_unchecked = [*self.segments_unchecked, segment_id]
+
+    @property
+    def complete(self) -> bool:
+        """True when no segment was left for a later run."""
+        return not self.segments_unfinished
 
     def segment_reconciled(self, segment_id: str) -> None:
         """Records that the membership of `segment_id` was reconciled."""
@@ -91,6 +121,9 @@ class ExtractionStats:
                 "segments_reconciled": list(self.segments_reconciled),
                 "leaves": self.leaves,
                 "segments_deleted": list(self.segments_deleted),
+                "segments_unfinished": dict(self.segments_unfinished),
+                "segments_unchecked": list(self.segments_unchecked),
+                "checkpoints": self.checkpoints,
             }
 
     def __repr__(self) -> str:

@@ -13,10 +13,12 @@ import contextlib
 import gc
 import queue
 import threading
+import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import repeat
 
 from .. import settings
 from ..api.client import ClientFactory
@@ -27,6 +29,25 @@ from .destination import KnownMemberships
 from .events import Closed, Failed, Finished, Page
 from .plan import SegmentWalk
 from .worker import SegmentWorker
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """When a run stops taking on work so that what it read can be loaded.
+
+    Attributes:
+        pages: Profile pages after which the run stops; None: no limit.
+        seconds: Seconds after which the run stops; None: no limit.
+    """
+
+    pages: int | None = None
+    seconds: float | None = None
+
+    def reached(self, pages: int, started: float) -> bool:
+        """Whether a run that started at `started` (monotonic) and read `pages` is due."""
+        if self.pages is not None and pages >= self.pages:
+            return True
+        return self.seconds is not None and time.monotonic() - started >= self.seconds
 
 
 @dataclass
@@ -42,6 +63,10 @@ class MembershipBatch:
         processing: Segments of `finished` that Klaviyo was still computing.
         retired: Segments gone from Klaviyo whose open stays are all closed: forget them.
         vanished: On the final batch, every segment that answered 404 during the run.
+        cut: Segments of `finished` whose walk stopped at a checkpoint before its end.
+        backfilling: Segments of `finished` whose first load stopped at a checkpoint.
+        backfilled: Segments of `finished` whose first load, begun in an earlier run, is
+            now complete.
         detected_at: The run's time, stamped on leaves, tombstones and reconciliations.
         final: The last batch of the run.
     """
@@ -54,6 +79,9 @@ class MembershipBatch:
     processing: list[str] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)
     vanished: list[str] = field(default_factory=list)
+    cut: list[str] = field(default_factory=list)
+    backfilling: list[str] = field(default_factory=list)
+    backfilled: list[str] = field(default_factory=list)
     final: bool = False
 
     @property
@@ -71,6 +99,7 @@ def walk_memberships(
     retire: Sequence[str] = (),
     detected_at: datetime | None = None,
     reconciling: bool = True,
+    checkpoint: Checkpoint | None = None,
 ) -> Iterator[MembershipBatch]:
     """Walks the segments concurrently and yields batches of about MEMBERSHIP_BATCH_ROWS rows.
 
@@ -84,6 +113,9 @@ def walk_memberships(
         retire: Segments gone from Klaviyo whose open stays are closed (no request).
         detected_at: The run's time; defaults to now.
         reconciling: Both membership tables are loaded: leaves may be recorded.
+        checkpoint: When to stop taking on work; None walks every segment to its end. At a
+            checkpoint, walks not started are deferred to the next run, resumable walks stop
+            after their current page, reconciliations go on to their end (`worker`).
 
     Raises:
         KlaviyoError: The first error of any segment's walk; the other walks are stopped.
@@ -95,12 +127,13 @@ def walk_memberships(
     worker = SegmentWorker(client, pages, stop, stats, known, detected_at, reconciling)
     pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="klaviyo-segment")
     try:
-        for walk in walks:
-            pool.submit(worker.walk, walk, dict(params))
         for segment_id in retire:
             pool.submit(worker.retire, segment_id)
+        for walk in walks:
+            pool.submit(worker.walk, walk, dict(params))
+        run = _Run(worker, {walk.segment_id: walk for walk in walks}, checkpoint or Checkpoint())
         with _fewer_collections():
-            yield from _batches(pages, len(walks) + len(retire), stats, detected_at)
+            yield from _batches(pages, len(walks) + len(retire), stats, detected_at, run)
     finally:
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -129,21 +162,49 @@ def _fewer_collections() -> Generator[None, None, None]:
         gc.unfreeze()
 
 
+@dataclass
+class _Run:
+    """What the generator thread knows of the run: its walks, and when to checkpoint."""
+
+    worker: SegmentWorker
+    walks: dict[str, SegmentWalk]
+    checkpoint: Checkpoint
+    started: float = field(default_factory=time.monotonic)
+    pages: int = 0
+
+    def count_page(self) -> None:
+        """Counts a page handed on; sets the checkpoint once it is due."""
+        self.pages += 1
+        self.check()
+
+    def check(self) -> None:
+        if not self.worker.checkpoint.is_set() and self.checkpoint.reached(
+            self.pages, self.started
+        ):
+            self.worker.checkpoint.set()
+
+
 def _batches(
-    pages: queue.Queue, tasks: int, stats: ExtractionStats, detected_at: datetime
+    pages: queue.Queue,
+    tasks: int,
+    stats: ExtractionStats,
+    detected_at: datetime,
+    run: _Run,
 ) -> Iterator[MembershipBatch]:
     batch = MembershipBatch(detected_at)
     vanished: list[str] = []
     while tasks:
-        event = pages.get()
+        try:
+            event = pages.get(timeout=settings.CHECKPOINT_POLL_SECONDS)
+        except queue.Empty:
+            run.check()  # a reconciliation may list ids for long without a page
+            continue
         if isinstance(event, Failed):
             raise event.error
         if isinstance(event, Page):
-            segment_id = event.segment_id
-            batch.members.extend(
-                (segment_id, profile, joined)
-                for profile, joined in zip(event.profiles, event.joined, strict=True)
-            )
+            run.count_page()
+            # zip and repeat make the member tuples without a Python step per member
+            batch.members.extend(zip(repeat(event.segment_id), event.profiles, event.joined))
             stats.add(pages=1)
         elif isinstance(event, Closed):
             batch.closures.extend((event.segment_id, closure) for closure in event.closures)
@@ -151,12 +212,34 @@ def _batches(
         elif isinstance(event, Finished):
             tasks -= 1
             _finish(batch, event, stats, vanished)
+            _finish_backfill(batch, event, run.walks.get(event.segment_id), stats)
         if batch.rows >= settings.MEMBERSHIP_BATCH_ROWS:
             yield batch
             batch = MembershipBatch(detected_at)
     batch.final = True
     batch.vanished = vanished
     yield batch
+
+
+def _finish_backfill(
+    batch: MembershipBatch, event: Finished, walk: SegmentWalk | None, stats: ExtractionStats
+) -> None:
+    """Tracks first loads across checkpoints, and counts what a checkpoint left undone.
+
+    A segment a checkpoint did not let start is unfinished if members are known to wait for
+    it (`SegmentWalk.behind`), else only unchecked: the next run reads its new joins as usual.
+    """
+    if event.partial or (event.deferred and (walk is None or walk.behind)):
+        stats.segment_unfinished(event.segment_id, event.remaining_pages)
+    elif event.deferred:
+        stats.segment_unchecked(event.segment_id)
+    if walk is None or not event.walked:
+        return
+    first_load = walk.cursor is None or walk.backfill
+    if event.partial and first_load and event.cursor is not None:
+        batch.backfilling.append(event.segment_id)
+    elif not event.partial and walk.backfill:
+        batch.backfilled.append(event.segment_id)
 
 
 def _finish(
@@ -167,7 +250,10 @@ def _finish(
         batch.finished[segment_id] = event.cursor
         if event.processing:
             batch.processing.append(segment_id)
-        stats.segment_walked(segment_id)
+        if event.partial:
+            batch.cut.append(segment_id)
+        else:
+            stats.segment_walked(segment_id)
     if event.reconciled:
         batch.reconciled.append(segment_id)
         stats.segment_reconciled(segment_id)

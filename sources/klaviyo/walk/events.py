@@ -41,6 +41,10 @@ class Finished:
         vanished: It answered 404: deleted in Klaviyo during the run.
         processing: Klaviyo was still computing it.
         retired: Every open stay of it was closed: forget its cursors.
+        partial: The walk stopped at a checkpoint before its last page; `cursor` is the
+            newest `joined_group_at` of the pages already queued (pages come sorted by it).
+        deferred: The walk did not start: the run reached a checkpoint first.
+        remaining_pages: For a partial walk, an estimate of the pages still to read.
     """
 
     segment_id: str
@@ -50,6 +54,9 @@ class Finished:
     vanished: bool = False
     retired: bool = False
     processing: bool = False
+    partial: bool = False
+    deferred: bool = False
+    remaining_pages: int | None = None
 
 
 @dataclass

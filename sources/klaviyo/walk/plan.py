@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from .. import settings
 from ..dates import parse_datetime, utc_now
@@ -32,6 +32,10 @@ class SegmentWalk:
             `start_date`).
         rewalk: Its cursor was set aside on request: walked from its first member although
             the destination holds rows of it.
+        backfill: It continues a first load that an earlier run stopped at a checkpoint:
+            walked on from its cursor, and not reconciled until that load is complete.
+        behind: Members are known to wait for it: never walked to its end, or its last walk
+            stopped at a checkpoint. A run that leaves it undone is not complete.
     """
 
     segment_id: str
@@ -41,6 +45,18 @@ class SegmentWalk:
     reconcile: bool = False
     start_date: datetime | None = None
     rewalk: bool = False
+    backfill: bool = False
+    behind: bool = False
+
+    @property
+    def resumable(self) -> bool:
+        """Whether a cut after any page leaves a cursor that says exactly what was read.
+
+        True for a walk forward from the cursor, or from the start of a first load: pages
+        come sorted by `joined_group_at`, so the newest one read is where the next run goes
+        on. A catch-up below the cursor is not (its pages are older than the cursor).
+        """
+        return self.cursor is None or self.since == self.cursor
 
 
 def plan_walks(
@@ -52,6 +68,9 @@ def plan_walks(
     now: datetime | None = None,
     processing: Sequence[Mapping[str, str]] = (),
     rewalk: Collection[str] = (),
+    backfills: Sequence[Mapping[str, str]] = (),
+    walked: Sequence[Mapping[str, str]] = (),
+    cut: Sequence[Mapping[str, str]] = (),
 ) -> list[SegmentWalk]:
     """Decides where each segment's walk starts, and which segments are reconciled.
 
@@ -70,22 +89,34 @@ def plan_walks(
             done: by a reconciliation (which finds them by id), or without one by a full walk.
         rewalk: Segment ids walked from their first member whatever their cursors, or
             `["all"]` for every segment.
+        backfills: One `{segment_id: ISO datetime}` map per table of the first loads an
+            earlier run stopped at a checkpoint (started at that time): they go on from
+            their cursor without a reconciliation, which their completion stands for.
+        walked: One `{segment_id: ISO datetime}` map per table of when each segment's walk
+            last reached its end. Walks come back ordered by it, least recent (or never)
+            first, so that runs a checkpoint ends early take turns instead of walking the
+            same segments every time.
+        cut: One `{segment_id: ISO datetime}` map per table of the segments whose last walk
+            a checkpoint stopped: they are behind.
     """
     now = now or utc_now()
     walks = []
-    for segment in segments:
+    for segment in _least_recently_walked_first(segments, walked):
         segment_id = segment["id"]
-        rewalked = settings.RECONCILE_ALL in rewalk or segment_id in rewalk
+        backfilling = any(segment_id in table for table in backfills)
+        # A first load a checkpoint stopped goes on, even in a run asked to walk it again.
+        rewalked = not backfilling and (settings.RECONCILE_ALL in rewalk or segment_id in rewalk)
         cursor = None if rewalked else _oldest(table.get(segment_id) for table in cursors)
         computing = bool((segment.get("attributes") or {}).get("is_processing"))
         catch_up = not computing and any(segment_id in table for table in processing)
         since = cursor or start_date
         reconcile = False
-        if policy is not None and not computing:
+        backfill = cursor is not None and backfilling
+        if policy is not None and not computing and not backfill:
             last = _oldest(table.get(segment_id) for table in reconciled) if reconciled else None
             # A full walk reads every member anyway: it reconciles for free.
             reconcile = cursor is None or catch_up or policy.is_due(segment, last, now)
-        elif catch_up:
+        elif catch_up and not backfill:
             since = start_date
         walks.append(
             SegmentWalk(
@@ -96,9 +127,23 @@ def plan_walks(
                 reconcile=reconcile,
                 start_date=start_date,
                 rewalk=rewalked,
+                backfill=backfill,
+                behind=cursor is None or backfill or any(segment_id in t for t in cut),
             )
         )
     return walks
+
+
+def _least_recently_walked_first(
+    segments: Iterable[Resource], walked: Sequence[Mapping[str, str]]
+) -> list[Resource]:
+    """Segments never walked to their end first, then by when they last were (stable)."""
+
+    def last_walked(segment: Resource) -> datetime:
+        last = _oldest(table.get(segment["id"]) for table in walked) if walked else None
+        return last or datetime.min.replace(tzinfo=timezone.utc)
+
+    return sorted(segments, key=last_walked)
 
 
 def _oldest(values: Iterable[str | None]) -> datetime | None:

@@ -8,10 +8,11 @@ It never touches dlt state; the generator thread does, after the rows were hande
 from __future__ import annotations
 
 import contextlib
+import math
 import queue
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ from ..api.endpoints import filter_bound
 from ..api.ratelimit import Interrupted
 from ..dates import format_state_datetime
 from ..exceptions import KlaviyoNotFoundError
-from ..rows.memberships import joined_group_at
+from ..rows.memberships import joined_times
 from ..settings import HISTORY_TABLE
 from ..stats import ExtractionStats
 from ..typing import Closure, Resource
@@ -39,6 +40,13 @@ class _Progress:
     newest: datetime | None = None
     emitted: bool = False
     comparison: MembershipComparison | None = None
+    resumable: bool = False
+    pages: int = 0
+    oldest: datetime | None = None
+
+
+class _Checkpoint(Exception):
+    """The run reached a checkpoint: a resumable walk stops after the page it queued."""
 
 
 @dataclass
@@ -55,6 +63,9 @@ class SegmentWorker:
         reconciling: Leaves may be recorded: both membership tables are loaded, so a leave
             is one fact in both. Otherwise only re-joins close stays, and deleted segments
             are retired by a later run that loads both.
+        checkpoint: Set when the run reached a checkpoint: walks not started yet are
+            deferred, resumable walks stop after their current page, and walks that compare
+            with the destination (reconciliations) go on to their end.
     """
 
     client: KlaviyoClient
@@ -64,11 +75,15 @@ class SegmentWorker:
     known: KnownMemberships | None
     detected_at: datetime
     reconciling: bool = True
+    checkpoint: threading.Event = field(default_factory=threading.Event)
 
     def walk(self, walk: SegmentWalk, params: dict[str, str]) -> None:
         """Loads one segment's members (from its cursor) and reconciles it if asked."""
         progress = _Progress()
         try:
+            if self.checkpoint.is_set():
+                self._put(Finished(walk.segment_id, walked=False, deferred=True))
+                return
             self._walk(walk, params, progress)
         except Interrupted:
             return
@@ -99,7 +114,13 @@ class SegmentWorker:
         if comparison is not None and _lists_ids(walk, bound, window):
             self._list_profile_ids(walk, window, comparison)
         rejoins = self._rejoins(walk) if comparison is None else None
-        self._fetch_profiles(walk, params, bound, None, progress, rejoins)
+        # Cut at a checkpoint only where the cursor then says exactly what was read.
+        progress.resumable = walk.resumable and (comparison is None or not comparison.known)
+        try:
+            self._fetch_profiles(walk, params, bound, None, progress, rejoins)
+        except _Checkpoint:
+            self._stop_at_checkpoint(walk, progress, rejoins)
+            return
         if comparison is not None and bound is not None and comparison.late_joiners:
             self._fetch_profiles(walk, params, window, bound, progress)
         if comparison is not None:
@@ -110,6 +131,25 @@ class SegmentWorker:
         cursor = format_state_datetime(newest) if newest else None
         reconciled = comparison is not None
         self._put(Finished(segment_id, cursor, reconciled=reconciled, processing=walk.processing))
+
+    def _stop_at_checkpoint(
+        self, walk: SegmentWalk, progress: _Progress, rejoins: dict[str, datetime] | None
+    ) -> None:
+        """Ends a resumable walk at a checkpoint: its cursor moves to the last page queued."""
+        if rejoins is not None:
+            self._close_rejoins(walk.segment_id, rejoins)
+        newest = progress.newest
+        cursor = format_state_datetime(newest) if newest else None
+        remaining = _remaining_pages(progress, self.detected_at)
+        self._put(
+            Finished(
+                walk.segment_id,
+                cursor,
+                processing=walk.processing,
+                partial=True,
+                remaining_pages=remaining,
+            )
+        )
 
     def _list_profile_ids(
         self, walk: SegmentWalk, since: datetime | None, comparison: MembershipComparison
@@ -166,7 +206,7 @@ class SegmentWorker:
         comparison = progress.comparison
         for page in self.client.pages(request):
             profiles = _profiles(page)
-            joined = [joined_group_at(p) for p in profiles]
+            joined = joined_times(profiles)
             reached = before is not None and any(j is not None and j >= before for j in joined)
             if before is not None:
                 kept = [
@@ -177,6 +217,8 @@ class SegmentWorker:
             stamps = [j for j in joined if j is not None]
             if stamps:
                 progress.newest = max(progress.newest or stamps[0], *stamps)
+                progress.oldest = progress.oldest or min(stamps)
+            progress.pages += 1
             if comparison is not None:
                 for profile, stamp in zip(profiles, joined, strict=True):
                     comparison.walked(profile["id"], stamp)
@@ -190,6 +232,8 @@ class SegmentWorker:
             progress.emitted = progress.emitted or bool(profiles)
             if reached:
                 return
+            if self.checkpoint.is_set() and _can_stop_after(page, walk, progress):
+                raise _Checkpoint()
 
     def _count_new(
         self,
@@ -273,10 +317,39 @@ def _lists_ids(walk: SegmentWalk, bound: datetime | None, since: datetime | None
     return bound is not None and (since is None or filter_bound(since) < bound)
 
 
+def _can_stop_after(page: Mapping[str, Any], walk: SegmentWalk, progress: _Progress) -> bool:
+    """Whether a walk may stop at a checkpoint after `page` and go on later from its cursor.
+
+    Only a resumable walk, only where more pages follow (the last page ends the walk), and
+    only once its cursor has moved: a run that stopped on a page of members who all joined
+    at the cursor's time would read that page again, forever.
+    """
+    if not progress.resumable or not (page.get("links") or {}).get("next"):
+        return False
+    newest = progress.newest
+    return newest is not None and (walk.cursor is None or newest > walk.cursor)
+
+
+def _remaining_pages(progress: _Progress, now: datetime) -> int | None:
+    """Pages a cut walk still has, guessed from how far its join times got towards now.
+
+    Members join over time and pages come sorted by join time, so the pages read cover
+    `oldest .. newest`; the rest covers `newest .. now` at the same density. No request.
+    """
+    newest, oldest = progress.newest, progress.oldest
+    if newest is None or oldest is None or newest <= oldest:
+        return None
+    share = max((now - newest).total_seconds(), 0.0) / (newest - oldest).total_seconds()
+    return math.ceil(progress.pages * share)
+
+
 def _profiles(page: Mapping[str, Any]) -> list[Resource]:
-    # Only id and attributes travel on: links and relationships would triple the batch.
-    return [
-        {"id": p["id"], "attributes": p.get("attributes") or {}}
-        for p in page.get("data") or []
-        if isinstance(p, dict) and p.get("id")
-    ]
+    """The page's profile resources, as decoded: no copies.
+
+    Their links and relationships are dropped, which would triple the memory of a batch.
+    """
+    profiles = [p for p in page.get("data") or () if isinstance(p, dict) and p.get("id")]
+    for profile in profiles:
+        profile.pop("relationships", None)
+        profile.pop("links", None)
+    return profiles
