@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 STARTUP_TIMEOUT_SECONDS = 60
 
@@ -146,6 +147,74 @@ def scale_client_windows(scale: float | None) -> None:
 
 
 _REAL_WINDOWS: dict[str, tuple[float, float]] = {}
+
+
+@dataclass
+class FloorWalk:
+    """What the cheapest possible client spent on every profile page of the account.
+
+    Attributes:
+        cpu_s: CPU seconds of the walking thread (user and system).
+        seconds: Wall seconds of the walk.
+        pages: Profile pages read.
+        memberships: Members listed on them.
+    """
+
+    cpu_s: float
+    seconds: float
+    pages: int
+    memberships: int
+
+
+def floor_walk(base_url: str, api_key: str) -> FloorWalk:
+    """Reads every segment's profile pages the cheapest way: the CPU floor of a walk.
+
+    One thread, one pooled urllib3 connection, `orjson.loads` of each page and nothing else:
+    the same requests as the source's walk (revision, page size, sort, `links.next`), so
+    its CPU per membership is what any client of these pages pays at least. Only the
+    profile pages are timed, not the segment list.
+    """
+    import orjson
+    import urllib3
+
+    from sources.klaviyo import settings
+    from sources.klaviyo.api import endpoints
+
+    revision = settings.DEFAULT_REVISION
+    origin = urlsplit(base_url)
+    pool = urllib3.HTTPConnectionPool(
+        origin.hostname or "127.0.0.1", origin.port, maxsize=1, retries=False, timeout=60.0
+    )
+    headers = {
+        "Authorization": f"Klaviyo-API-Key {api_key}",
+        "revision": revision,
+        "Accept": settings.ACCEPT,
+    }
+
+    def pages(first: Any) -> Iterator[Any]:
+        target: str | None = f"{first.path}?{urlencode(first.params)}"
+        while target:
+            page = orjson.loads(pool.request("GET", target, headers=headers).data)
+            yield page
+            following = page["links"].get("next")
+            target = _path_and_query(following) if following else None
+
+    segment_ids = [s["id"] for page in pages(endpoints.segments(revision)) for s in page["data"]]
+    params = endpoints.profile_params(None, ())
+    walked = members = 0
+    cpu, started = time.thread_time(), time.perf_counter()
+    for segment_id in segment_ids:
+        for page in pages(endpoints.segment_profiles(revision, segment_id, params, None)):
+            walked += 1
+            members += len(page["data"])
+    cpu, seconds = time.thread_time() - cpu, time.perf_counter() - started
+    pool.close()
+    return FloorWalk(cpu, seconds, walked, members)
+
+
+def _path_and_query(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
 
 def log(message: str) -> None:

@@ -7,6 +7,7 @@ in one line, with the API key masked.
 
 from __future__ import annotations
 
+import http.client
 import random
 import re
 from collections import Counter
@@ -14,8 +15,17 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-from urllib3.exceptions import NewConnectionError
+from urllib3 import BaseHTTPResponse
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    DecodeError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+    SSLError,
+)
+from urllib3.exceptions import TimeoutError as HTTPTimeoutError
 
 from .. import settings
 from ..exceptions import (
@@ -39,11 +49,15 @@ MALFORMED = "malformed"
 UNREACHABLE = "unreachable"
 
 TRANSIENT_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
+    HTTPTimeoutError,  # connect and read timeouts, refused connections, unknown hosts
+    ProtocolError,
+    SSLError,
+    ProxyError,
+    DecodeError,
+    http.client.HTTPException,
+    OSError,
 )
+"""What a failed exchange raises through urllib3 (without its retries): worth another try."""
 _LEADING_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)")
 _SCOPE_IN_TEXT = re.compile(r"\b([a-z][a-z-]*:(?:read|write))\b")
 
@@ -141,10 +155,16 @@ def backoff(attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def transport_failure(exc: BaseException, timeout: float) -> FailedAttempt:
-    """A connection that broke, timed out or could not be made."""
+def transport_failure(exc: BaseException, timeout: float, in_body: bool = False) -> FailedAttempt:
+    """A connection that broke, timed out or could not be made.
+
+    Args:
+        exc: What urllib3 raised.
+        timeout: The timeout in use, for the message.
+        in_body: It was raised while the body was read, after the status line.
+    """
     kind = UNREACHABLE if _is_connect_failure(exc) else FAILED
-    return FailedAttempt(_transport_reason(exc, timeout), kind=kind)
+    return FailedAttempt(_transport_reason(exc, timeout, in_body), kind=kind)
 
 
 def throttled(wait: float | None) -> FailedAttempt:
@@ -154,7 +174,7 @@ def throttled(wait: float | None) -> FailedAttempt:
     )
 
 
-def decode_answer(response: requests.Response, body: bytes) -> Any:
+def decode_answer(response: BaseHTTPResponse, body: bytes) -> Any:
     """The decoded body; None for a non-JSON error answer that retrying does not fix.
 
     Raises:
@@ -168,16 +188,16 @@ def decode_answer(response: requests.Response, body: bytes) -> Any:
         if "json" in content_type.lower():
             # A JSON content type with a broken body is a truncated response.
             raise FailedAttempt(f"truncated JSON body ({len(body)} bytes)") from None
-        if response.status_code in settings.RETRY_STATUSES:
+        if response.status in settings.RETRY_STATUSES:
             raise FailedAttempt(_what_came_back(response, body, "error page")) from None
-        if 200 <= response.status_code < 300:
+        if 200 <= response.status < 300:
             raise FailedAttempt(
                 _what_came_back(response, body, "not JSON"), kind=MALFORMED
             ) from None
         return None
 
 
-def checked_document(response: requests.Response, body: bytes, document: Any) -> JsonDoc:
+def checked_document(response: BaseHTTPResponse, body: bytes, document: Any) -> JsonDoc:
     """A 2xx document, if it is JSON:API (a dict with `data`).
 
     Raises:
@@ -190,15 +210,15 @@ def checked_document(response: requests.Response, body: bytes, document: Any) ->
     return document
 
 
-def server_failure(response: requests.Response, document: Any) -> FailedAttempt:
+def server_failure(response: BaseHTTPResponse, document: Any) -> FailedAttempt:
     """A 5xx; a Retry-After on it (maintenance) is honoured, within the backoff's cap."""
     asked = retry_after(response)
     wait = min(asked, settings.RETRY_BACKOFF_CAP) if asked is not None else None
-    return FailedAttempt(f"HTTP {response.status_code}{_error_detail_suffix(document)}", wait=wait)
+    return FailedAttempt(f"HTTP {response.status}{_error_detail_suffix(document)}", wait=wait)
 
 
 def answer_error(
-    response: requests.Response,
+    response: BaseHTTPResponse,
     body: bytes,
     document: Any,
     url: str,
@@ -207,7 +227,7 @@ def answer_error(
     secrets: Sequence[str],
 ) -> KlaviyoError:
     """The error a 4xx (or an unexpected status) means, in one line without the key."""
-    status = response.status_code
+    status = response.status
     error = _first_error(document)
     if error is None:
         text = _what_came_back(response, body, "not a JSON:API error")
@@ -239,7 +259,7 @@ def answer_error(
     )
 
 
-def header_number(response: requests.Response, name: str) -> Any | None:
+def header_number(response: BaseHTTPResponse, name: str) -> Any | None:
     """The leading number of a header (`RateLimit-Remaining`, `Retry-After`), or None."""
     value = response.headers.get(name)
     match = _LEADING_NUMBER.match(value) if value else None
@@ -249,7 +269,7 @@ def header_number(response: requests.Response, name: str) -> Any | None:
     return int(number) if number.is_integer() else number
 
 
-def retry_after(response: requests.Response) -> float | None:
+def retry_after(response: BaseHTTPResponse) -> float | None:
     """Seconds the answer's `Retry-After` asks to wait, or None."""
     value = header_number(response, "Retry-After")
     return None if value is None else float(value)
@@ -275,27 +295,21 @@ def _count(number: int, one: str, many: str) -> str:
 
 def _is_connect_failure(exc: BaseException) -> bool:
     """True when no connection could be made at all (refused, unknown host, connect timeout)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if not isinstance(exc, requests.ConnectionError) or isinstance(
-        exc, requests.exceptions.ChunkedEncodingError
-    ):
-        return False
-    reason = exc.args[0] if exc.args else None
-    return isinstance(getattr(reason, "reason", reason), NewConnectionError)
+    # NewConnectionError (refused, unknown host) is a ConnectTimeoutError in urllib3
+    return isinstance(exc, ConnectTimeoutError)
 
 
-def _transport_reason(exc: BaseException, timeout: float) -> str:
-    """A short account of a failed exchange; requests' own text repeats the whole URL."""
-    text = str(exc)
-    if isinstance(exc, requests.ConnectTimeout):
+def _transport_reason(exc: BaseException, timeout: float, in_body: bool) -> str:
+    """A short account of a failed exchange; urllib3's own text repeats the whole URL."""
+    if isinstance(exc, ConnectTimeoutError) and not isinstance(exc, NewConnectionError):
         return f"no connection within {timeout:g}s"
-    if isinstance(exc, requests.ReadTimeout):
+    if isinstance(exc, ReadTimeoutError):
         return f"no answer within {timeout:g}s"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return "connection broken in the middle of the answer (incomplete body)"
-    if isinstance(exc, requests.exceptions.ContentDecodingError):
+    if isinstance(exc, DecodeError):
         return "answer body could not be decoded"
+    if in_body:
+        return "connection broken in the middle of the answer (incomplete body)"
+    text = str(exc)
     for marker, reason in (
         ("Connection refused", "connection refused"),
         ("Name or service not known", "host name not found"),
@@ -323,10 +337,10 @@ def _error_detail_suffix(document: Any) -> str:
     return f" ({detail})" if detail else ""
 
 
-def _what_came_back(response: requests.Response, body: bytes, what: str) -> str:
+def _what_came_back(response: BaseHTTPResponse, body: bytes, what: str) -> str:
     content_type = response.headers.get("Content-Type") or "no content type"
     excerpt = " ".join(body[: settings.BODY_EXCERPT_CHARS].decode("utf-8", "replace").split())
-    return f"HTTP {response.status_code} {content_type}, {what}: {excerpt!r}"
+    return f"HTTP {response.status} {content_type}, {what}: {excerpt!r}"
 
 
 def _scope_from(detail: str) -> str | None:

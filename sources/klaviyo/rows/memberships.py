@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.common.schema.typing import TTableSchemaColumns
 
 from .. import settings
@@ -50,7 +53,9 @@ HISTORY_COLUMNS: TTableSchemaColumns = {
 
 
 def memberships_table(
-    members: Iterable[Member], closures: Iterable[tuple[str, Closure]] = ()
+    members: Iterable[Member],
+    closures: Iterable[tuple[str, Closure]] = (),
+    batch: object | None = None,
 ) -> pa.Table:
     """Builds one `segment_memberships` arrow table.
 
@@ -58,39 +63,87 @@ def memberships_table(
         members: (segment id, profile, joined_group_at) from a walk: current members.
         closures: (segment id, closure) pairs; those that end a membership become
             `is_member=false` rows with the detection time in `left_at`.
+        batch: What `members` belong to; both membership tables of one batch share its
+            member columns, built once.
     """
-    columns: tuple[list[Any], ...] = ([], [], [], [], [])
-    for segment_id, profile, joined in members:
-        _append(columns, segment_id, profile["id"], joined, True, None)
+    segment_ids, profile_ids, joined = _member_arrays(members, batch)
+    count = len(profile_ids)
+    columns = [
+        segment_ids,
+        profile_ids,
+        joined,
+        pa.repeat(True, count),
+        pa.nulls(count, UTC_TIMESTAMP),
+    ]
+    leaves: tuple[list[Any], ...] = ([], [], [], [], [])
     for segment_id, closure in closures:
         if closure.leaves:
             _append(
-                columns,
+                leaves,
                 segment_id,
                 closure.profile_id,
                 closure.joined_group_at,
                 False,
                 closure.left_at,
             )
-    return _table(columns, MEMBERSHIP_SCHEMA)
+    return _table(columns, leaves, MEMBERSHIP_SCHEMA)
 
 
 def history_table(
-    members: Iterable[Member], closures: Iterable[tuple[str, Closure]] = ()
+    members: Iterable[Member],
+    closures: Iterable[tuple[str, Closure]] = (),
+    batch: object | None = None,
 ) -> pa.Table:
     """Builds one `segment_membership_history` arrow table: one row per stay.
 
     Args:
         members: (segment id, profile, joined_group_at) from a walk: open stays.
         closures: (segment id, closure) pairs: stays that ended, with `left_at` set.
+        batch: What `members` belong to, as for `memberships_table`.
     """
-    columns: tuple[list[Any], ...] = ([], [], [], [])
-    for segment_id, profile, joined in members:
-        if joined is not None:  # a stay without a start cannot be placed in time
-            _append(columns, segment_id, profile["id"], joined, None)
+    arrays = _member_arrays(members, batch)
+    if arrays[2].null_count:  # a stay without a start cannot be placed in time
+        started = pc.is_valid(arrays[2])
+        arrays = tuple(array.filter(started) for array in arrays)
+    count = len(arrays[1])
+    columns = [*arrays, pa.nulls(count, UTC_TIMESTAMP)]
+    ended: tuple[list[Any], ...] = ([], [], [], [])
     for segment_id, closure in closures:
-        _append(columns, segment_id, closure.profile_id, closure.joined_group_at, closure.left_at)
-    return _table(columns, HISTORY_SCHEMA)
+        _append(ended, segment_id, closure.profile_id, closure.joined_group_at, closure.left_at)
+    return _table(columns, ended, HISTORY_SCHEMA)
+
+
+def _member_arrays(members: Iterable[Member], batch: object | None) -> _MemberArrays:
+    """The segment id, profile id and joined_group_at columns of the members of `batch`.
+
+    The last batch's columns are kept (with a weak reference to the batch, so a new batch
+    never gets them): the second membership table of a batch reuses them.
+    """
+    last = _LAST_BATCH[0]
+    if batch is not None and last is not None and last[0]() is batch:
+        return last[1]
+    arrays = _new_member_arrays(members)
+    if batch is not None:
+        # one tuple swapped in whole: safe for pipelines running in several threads
+        _LAST_BATCH[0] = (weakref.ref(batch), arrays)
+    return arrays
+
+
+_MemberArrays = tuple[pa.Array, pa.Array, pa.Array]
+_LAST_BATCH: list[tuple[weakref.ref[object], _MemberArrays] | None] = [None]
+"""The member columns of the last batch given, and that batch (weakly)."""
+
+
+def _new_member_arrays(members: Iterable[Member]) -> _MemberArrays:
+    rows = members if isinstance(members, list) else list(members)
+    if not rows:
+        return (pa.array([], pa.string()), pa.array([], pa.string()), pa.nulls(0, UTC_TIMESTAMP))
+    segment_ids, profiles, joined = zip(*rows, strict=True)
+    return (
+        pa.array(segment_ids, pa.string()),
+        pa.array([profile["id"] for profile in profiles], pa.string()),
+        pa.array(joined, UTC_TIMESTAMP),
+    )
 
 
 def _append(columns: tuple[list[Any], ...], *values: Any) -> None:
@@ -98,13 +151,43 @@ def _append(columns: tuple[list[Any], ...], *values: Any) -> None:
         column.append(value)
 
 
-def _table(columns: tuple[list[Any], ...], schema: pa.Schema) -> pa.Table:
-    arrays = [
-        pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)
-    ]
-    return pa.Table.from_arrays(arrays, schema=schema)
+def _table(columns: list[pa.Array], extra: tuple[list[Any], ...], schema: pa.Schema) -> pa.Table:
+    """The table of `columns`, followed by the rows in the Python lists `extra` (closures)."""
+    if extra[0]:
+        columns = [
+            pa.concat_arrays([array, pa.array(values, type=array.type)])
+            for array, values in zip(columns, extra, strict=True)
+        ]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def joined_group_at(profile: Resource) -> Any:
     """The profile's most recent join of the segment, tz-aware UTC (None if absent)."""
     return parse_datetime((profile.get("attributes") or {}).get(settings.JOINED_GROUP_AT))
+
+
+def joined_times(profiles: Iterable[Resource]) -> list[datetime | None]:
+    """`joined_group_at` of each profile of a page, as `joined_group_at` parses it.
+
+    Klaviyo writes it as `2024-03-26T17:24:42+00:00`, which `datetime.fromisoformat` reads
+    straight into UTC; anything else (another offset, no offset, `Z` before Python 3.11,
+    blanks) takes the lenient parser.
+    """
+    stamps: list[datetime | None] = []
+    append = stamps.append
+    for profile in profiles:
+        text = (profile.get("attributes") or _NO_ATTRIBUTES).get(settings.JOINED_GROUP_AT)
+        stamp = None
+        if isinstance(text, str):
+            try:
+                stamp = _from_iso(text)
+            except ValueError:
+                stamp = None
+        append(stamp if stamp is not None and stamp.tzinfo is _UTC else parse_datetime(text))
+    return stamps
+
+
+_from_iso = datetime.fromisoformat
+_UTC = timezone.utc
+_NO_ATTRIBUTES: Resource = {}
+"""Shared by every profile without attributes; never written to."""

@@ -22,6 +22,22 @@ def json_text(value: Any) -> str | None:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def json_column(values: list[Any]) -> pa.Array:
+    """A string array of `json_text` of each value, built from orjson's bytes as they are."""
+    try:
+        texts: list[Any] = [
+            None if value is None else _dumps(value, option=_NON_STR_KEYS) for value in values
+        ]
+    except orjson.JSONEncodeError:
+        return pa.array([json_text(value) for value in values], pa.string())
+    # orjson writes UTF-8: the cast checks it and keeps the buffers.
+    return pa.array(texts, pa.binary()).cast(pa.string())
+
+
+_dumps = orjson.dumps
+_NON_STR_KEYS = orjson.OPT_NON_STR_KEYS
+
+
 def dlt_json(value: Any) -> Any:
     """A value for a JSON column of dict rows: dlt writes those with orjson, so an integer
     beyond 64 bits becomes its decimal text (exact, where a float would round it)."""
