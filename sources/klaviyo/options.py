@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -227,15 +228,21 @@ def _positive_float(name: str, value: Any) -> float:
 
 
 def _hours(name: str, value: Any) -> float:
-    number: float | None = None
-    if not isinstance(value, bool):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = None
-    if number is None or not number >= 0 or number == float("inf"):
+    number = _finite(value)
+    if number is None or not number >= 0:
         raise KlaviyoConfigError(f"{name} must be a number of hours >= 0, got {value!r}")
     return number
+
+
+def _finite(value: Any) -> float | None:
+    """`value` as a finite number; None for booleans, text that is no number, inf and nan."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -257,12 +264,7 @@ def _optional(check: Any, name: str, value: Any, *args: Any) -> Any:
 
 
 def _positive_minutes(name: str, value: Any) -> float:
-    number: float | None = None
-    if not isinstance(value, bool):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = None
-    if number is None or not 0 < number < float("inf"):
+    number = _finite(value)
+    if number is None or not number > 0:
         raise KlaviyoConfigError(f"{name} must be a number of minutes > 0, got {value!r}")
     return number
