@@ -145,7 +145,8 @@ def test_an_incomplete_run_says_what_is_left_and_exits_75(
     out, err = capsys.readouterr()
     assert code == EXIT_INCOMPLETE == 75
     assert "time budget spent after" in out and "not finished" in out
-    assert "profile pages estimated to remain" in out
+    # a walk cut mid-way has an estimate of its pages; a segment not started has none
+    assert "profile pages estimated to remain" in out or "not started" in out
     assert "checkpoint 1:" in err
     committed = project.tables.rows("select count(*) from {ds}.segment_memberships")[0][0]
     assert 0 < committed < 14_000
