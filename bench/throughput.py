@@ -30,11 +30,13 @@ from collections.abc import Callable
 from typing import Any
 
 from support import (
+    LARGE_MEMBERSHIPS,
     bench_pipeline,
     dlt_workspace,
     emulator_process,
     finish,
     floor_walk,
+    large_preset_parser,
     log,
     machine,
     peak_rss_mb,
@@ -42,7 +44,10 @@ from support import (
     scale_client_windows,
 )
 
-LARGE_MEMBERSHIPS = 1_050_000
+HISTORY = "segment_membership_history"
+NO_CHECKPOINT_PAGES = 10**9
+NO_CHECKPOINT_MINUTES = 10.0**6
+"""`--checkpoint-pages 0`: limits no run reaches, so that the run loads once."""
 STEPS = ("extract", "normalize", "load")
 RANGED = (
     "cpu_s_per_100k_memberships",
@@ -101,6 +106,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     stats = ExtractionStats()
     failure: str | None = None
     rows: dict[str, int] = {}
+    stored: dict[str, int] = {}
+    checkpoints = 0
     floor = None
     with dlt_workspace() as folder, emulator_process(*options) as emulator:
         scale_client_windows(None)
@@ -119,8 +126,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 api_key=emulator.api_key,
                 max_workers=args.workers,
                 stats=stats,
+                **_checkpoints(args.checkpoint_pages),
             )
-            rows = report.rows
+            rows, checkpoints = report.rows, report.checkpoints
         except Exception as error:  # the figure is a failed run; the reason goes to stderr
             failure = f"{type(error).__name__}: {error}"
         elapsed = time.perf_counter() - started
@@ -128,10 +136,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         emulator_cpu = process_cpu_seconds(emulator.pid) - emulator_cpu
         peak = _peak_rss_mb()
         if failure is None:
+            stored = _stored_rows(pipeline)
             floor = floor_walk(emulator.base_url, emulator.api_key)
-    memberships = rows.get("segment_memberships", 0)
-    if failure is None and memberships != expected:
-        failure = f"loaded {memberships} memberships, expected {expected}"
+    memberships = stored.get("segment_memberships", 0)
+    if failure is None and not memberships == stored.get(HISTORY, 0) == expected:
+        failure = f"the tables hold {stored} rows, expected {expected} memberships"
     if failure:
         log(f"throughput: the run failed: {failure}")
     per_100k = 100_000 / memberships if memberships else 0.0
@@ -141,9 +150,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "bench": "throughput",
         "failed_runs": int(failure is not None),
         "workers": args.workers,
+        "checkpoint_pages": args.checkpoint_pages,
+        "checkpoints": checkpoints,
         "duckdb_memory_limit": args.duckdb_memory_limit,
         "memberships": memberships,
-        "profiles": rows.get("profiles", 0),
+        "profiles": stored.get("profiles", 0),
+        "rows_loaded": rows,
         "pages": stats.pages,
         "elapsed_s": round(elapsed, 1),
         "memberships_per_s": round(memberships / elapsed, 1) if elapsed else 0.0,
@@ -200,6 +212,29 @@ def _without_runs(argv: list[str]) -> list[str]:
     return kept
 
 
+def _checkpoints(pages: int | None) -> dict[str, Any]:
+    """Source options for `--checkpoint-pages`: none (the pipeline's defaults), or one load."""
+    if pages is None:
+        return {}
+    if pages == 0:
+        return {
+            "checkpoint_pages": NO_CHECKPOINT_PAGES,
+            "checkpoint_minutes": NO_CHECKPOINT_MINUTES,
+        }
+    return {"checkpoint_pages": pages}
+
+
+def _stored_rows(pipeline: Any) -> dict[str, int]:
+    """Rows each membership table and `profiles` hold after the run (a run that loads at
+    several checkpoints may load a few rows twice; the tables keep them once)."""
+    counts = {}
+    with pipeline.sql_client() as client:
+        for table in ("profiles", "segment_memberships", HISTORY):
+            name = client.make_qualified_table_name(table)
+            counts[table] = client.execute_sql(f"SELECT count(*) FROM {name}")[0][0]
+    return counts
+
+
 def _range(values: list[Any]) -> list[Any] | None:
     known = [value for value in values if value is not None]
     return [min(known), max(known)] if known else None
@@ -244,15 +279,7 @@ def _reset_peak_rss(start: bool = False) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--memberships",
-        type=int,
-        default=0,
-        help=f"memberships of the `large` preset to extract (default all {LARGE_MEMBERSHIPS:,})",
-    )
+    parser = large_preset_parser(__doc__)
     parser.add_argument("--workers", type=int, default=4, help="segments walked at once (4)")
     parser.add_argument(
         "--duckdb-memory-limit",
@@ -260,11 +287,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="DuckDB `memory_limit` for the load step, e.g. 256MB (default: the pipeline's, 160MB)",
     )
     parser.add_argument(
+        "--checkpoint-pages",
+        type=int,
+        default=None,
+        help="profile pages between checkpoints; 0: load once at the end "
+        "(default: the pipeline's, 2000 pages or 5 minutes)",
+    )
+    parser.add_argument(
         "--runs", type=int, default=1, help="extractions, each in a process of its own (1)"
     )
     args = parser.parse_args(argv)
     if args.memberships < 0 or args.workers < 1 or args.runs < 1:
         parser.error("--memberships must not be negative, --workers and --runs at least 1")
+    if args.checkpoint_pages is not None and args.checkpoint_pages < 0:
+        parser.error("--checkpoint-pages must not be negative")
     return args
 
 

@@ -174,7 +174,7 @@ def profiles(
     batch: MembershipBatch, layout: ProfileLayout, stats: ExtractionStats
 ) -> Iterator[pa.Table]:
     """One row per profile, however many segments it is in: a walk emits each profile once."""
-    fresh = layout.emitted.fresh(map(_PROFILE, batch.members), batch.detected_at)
+    fresh = layout.emitted.fresh(map(itemgetter(1), batch.members), batch.detected_at)
     if fresh:
         table = unique_profiles_table(fresh, layout)
         stats.add_rows(settings.PROFILES_TABLE, table.num_rows)
@@ -182,10 +182,6 @@ def profiles(
     if batch.final:
         layout.emitted.forget()
     state.record_walks(settings.PROFILES_TABLE, batch)
-
-
-_PROFILE = itemgetter(1)
-"""The profile resource of a member tuple."""
 
 
 def segment_memberships(batch: MembershipBatch, stats: ExtractionStats) -> Iterator[pa.Table]:

@@ -219,3 +219,30 @@ def test_members_who_joined_at_one_time_never_stall_a_checkpointed_run(
         codes.append(project.main("--checkpoint-pages", "1", "--max-minutes", "0.001"))
         assert len(codes) < 30, "the runs never finish"
     project.tables.assert_matches_account(emu)
+
+
+def test_a_rejoin_during_a_backfill_closes_the_earlier_stay(
+    demo: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = _project(tmp_path, "p", demo, monkeypatch)
+    code = project.main("--workers", "1", "--checkpoint-pages", "3", "--max-minutes", "0.001")
+    assert code == EXIT_INCOMPLETE
+    loaded = project.tables.current_memberships()
+    begun = {s for s, _ in loaded}
+    truth = truth_memberships(demo)
+    partial = [
+        s for s in begun if sum(1 for k in truth if k[0] == s) > sum(1 for k in loaded if k[0] == s)
+    ]
+    segment_id = partial[0]
+    rejoiner = min(p for s, p in loaded if s == segment_id)
+    demo.remove_member(segment_id, rejoiner)
+    demo.advance_clock(2)
+    demo.add_member(segment_id, rejoiner)
+
+    while project.main("--workers", "1", "--checkpoint-pages", "40") == EXIT_INCOMPLETE:
+        pass
+
+    project.tables.assert_matches_account(demo)  # one open stay per member: the re-join's
+    stays = project.tables.stays()
+    closed = [k for k, left in stays.items() if k[:2] == (segment_id, rejoiner) and left]
+    assert len(closed) == 1

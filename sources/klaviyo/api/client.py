@@ -86,11 +86,17 @@ class KlaviyoClient:
         self._stats = stats
         self._stop = stop
         self._http = _pool_manager(self.base_url)
+        # Without a proxy, requests go straight to the origin's pool: the manager would
+        # parse each URL and look its pool up again.
+        self._origin = errors.origin(self.base_url)
+        self._direct = not isinstance(self._http, urllib3.ProxyManager)
+        self._pool: urllib3.HTTPConnectionPool | None = None
         self._timeouts = urllib3.Timeout(connect=timeout, read=timeout)
         self._headers = {
             "Authorization": f"Klaviyo-API-Key {api_key}",
             "revision": revision,
             "Accept": settings.ACCEPT,
+            "Accept-Encoding": settings.ACCEPT_ENCODING,
             "User-Agent": settings.USER_AGENT,
         }
 
@@ -155,6 +161,7 @@ class KlaviyoClient:
 
     def close(self) -> None:
         """Closes the keep-alive connections of every thread; later requests open new ones."""
+        self._pool = None
         self._http.clear()
 
     def _attempt(
@@ -238,10 +245,11 @@ class KlaviyoClient:
         Raises:
             FailedAttempt: The connection could not be made, broke, or timed out.
         """
+        opener, target = self._opener(url)
         try:
-            response = self._http.urlopen(
+            response = opener.urlopen(
                 "GET",
-                url,
+                target,
                 headers=self._headers,
                 timeout=self._timeouts,
                 # Retries are ours, with their budgets; a redirect is an answer like another.
@@ -257,6 +265,15 @@ class KlaviyoClient:
             raise errors.transport_failure(exc, self._timeout, in_body=True) from None
         finally:
             response.release_conn()
+
+    def _opener(self, url: str) -> tuple[urllib3.PoolManager | urllib3.HTTPConnectionPool, str]:
+        """Who sends a GET of `url`, and the target to give it (a path on the origin's pool)."""
+        if self._direct and url.startswith(self._origin) and url.startswith("/", len(self._origin)):
+            pool = self._pool
+            if pool is None:
+                pool = self._pool = self._http.connection_from_url(self.base_url)
+            return pool, url[len(self._origin) :]
+        return self._http, url
 
 
 def _pool_manager(base_url: str) -> urllib3.PoolManager:

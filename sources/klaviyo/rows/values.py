@@ -22,14 +22,32 @@ def json_text(value: Any) -> str | None:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def json_bytes(value: Any) -> bytes:
+    """JSON text of a value as UTF-8 bytes; integers beyond 64 bits are written exactly."""
+    try:
+        return _dumps(value, option=_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def json_column(values: list[Any]) -> pa.Array:
-    """A string array of `json_text` of each value, built from orjson's bytes as they are."""
+    """A string array of `json_text` of each value, built from orjson's bytes as they are.
+
+    A value that is already bytes is taken as JSON text (`json_bytes`): decoded JSON never
+    holds bytes.
+    """
     try:
         texts: list[Any] = [
-            None if value is None else _dumps(value, option=_NON_STR_KEYS) for value in values
+            value
+            if value is None or value.__class__ is bytes
+            else _dumps(value, option=_NON_STR_KEYS)
+            for value in values
         ]
     except orjson.JSONEncodeError:
-        return pa.array([json_text(value) for value in values], pa.string())
+        texts = [
+            value if value is None or value.__class__ is bytes else json_bytes(value)
+            for value in values
+        ]
     # orjson writes UTF-8: the cast checks it and keeps the buffers.
     return pa.array(texts, pa.binary()).cast(pa.string())
 

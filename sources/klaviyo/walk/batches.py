@@ -23,6 +23,7 @@ from itertools import repeat
 from .. import settings
 from ..api.client import ClientFactory
 from ..dates import utc_now
+from ..rows.memory import give_back_memory
 from ..stats import ExtractionStats
 from ..typing import Closure, Member
 from .destination import KnownMemberships
@@ -140,6 +141,8 @@ def walk_memberships(
         client.close()
         if known is not None:
             known.close()
+        # the load step comes next: the walk's freed pages go back to the system first
+        give_back_memory()
 
 
 @contextlib.contextmanager

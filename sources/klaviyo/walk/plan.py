@@ -34,6 +34,9 @@ class SegmentWalk:
             the destination holds rows of it.
         backfill: It continues a first load that an earlier run stopped at a checkpoint:
             walked on from its cursor, and not reconciled until that load is complete.
+        rejoins_since: Only members who joined at or after this time can have re-joined
+            since the destination got their earlier stay (the start of the first load a
+            backfill continues); None: any walked member can.
         behind: Members are known to wait for it: never walked to its end, or its last walk
             stopped at a checkpoint. A run that leaves it undone is not complete.
     """
@@ -46,6 +49,7 @@ class SegmentWalk:
     start_date: datetime | None = None
     rewalk: bool = False
     backfill: bool = False
+    rejoins_since: datetime | None = None
     behind: bool = False
 
     @property
@@ -128,6 +132,7 @@ def plan_walks(
                 start_date=start_date,
                 rewalk=rewalked,
                 backfill=backfill,
+                rejoins_since=_backfill_start(segment_id, backfills) if backfill else None,
                 behind=cursor is None or backfill or any(segment_id in t for t in cut),
             )
         )
@@ -144,6 +149,11 @@ def _least_recently_walked_first(
         return last or datetime.min.replace(tzinfo=timezone.utc)
 
     return sorted(segments, key=last_walked)
+
+
+def _backfill_start(segment_id: str, backfills: Sequence[Mapping[str, str]]) -> datetime | None:
+    """When the first load that a backfill continues started (the earliest of the tables)."""
+    return _oldest(table[segment_id] for table in backfills if segment_id in table)
 
 
 def _oldest(values: Iterable[str | None]) -> datetime | None:

@@ -26,6 +26,7 @@ from ..api.ratelimit import Interrupted
 from ..dates import format_state_datetime
 from ..exceptions import KlaviyoNotFoundError
 from ..rows.memberships import joined_times
+from ..rows.values import json_bytes
 from ..settings import HISTORY_TABLE
 from ..stats import ExtractionStats
 from ..typing import Closure, Resource
@@ -224,8 +225,11 @@ class SegmentWorker:
                     comparison.walked(profile["id"], stamp)
             self._put(Page(walk.segment_id, profiles, joined))
             if rejoins is not None:
+                since = walk.rejoins_since
                 rejoins.update(
-                    (p["id"], j) for p, j in zip(profiles, joined, strict=True) if j is not None
+                    (p["id"], j)
+                    for p, j in zip(profiles, joined, strict=True)
+                    if j is not None and (since is None or j >= since)
                 )
                 if len(rejoins) >= settings.REJOIN_LOOKUP_PROFILES:
                     self._close_rejoins(walk.segment_id, rejoins)
@@ -346,10 +350,23 @@ def _remaining_pages(progress: _Progress, now: datetime) -> int | None:
 def _profiles(page: Mapping[str, Any]) -> list[Resource]:
     """The page's profile resources, as decoded: no copies.
 
-    Their links and relationships are dropped, which would triple the memory of a batch.
+    Their links and relationships are dropped, which would triple the memory of a batch, and
+    their JSON attributes become JSON text (bytes, which decoded JSON never holds).
     """
     profiles = [p for p in page.get("data") or () if isinstance(p, dict) and p.get("id")]
     for profile in profiles:
         profile.pop("relationships", None)
         profile.pop("links", None)
+        attributes = profile.get("attributes")
+        if isinstance(attributes, dict):
+            # JSON columns as JSON text now, while the page is fresh in memory: the
+            # nested objects are freed here rather than when the batch is converted
+            for name in _JSON_ATTRIBUTES:
+                value = attributes.get(name)
+                if value is not None:
+                    attributes[name] = json_bytes(value)
     return profiles
+
+
+_JSON_ATTRIBUTES = (*settings.PROFILE_JSON_ATTRIBUTES, *settings.ADDITIONAL_PROFILE_FIELDS)
+"""Profile attributes loaded as JSON columns (`rows.profiles.ProfileLayout.json`)."""
