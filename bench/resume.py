@@ -23,9 +23,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from support import dlt_workspace, emulator_process, finish, log, machine
+from support import (
+    LARGE_MEMBERSHIPS,
+    dlt_workspace,
+    emulator_process,
+    finish,
+    large_preset_parser,
+    log,
+    machine,
+)
 
-LARGE_MEMBERSHIPS = 1_050_000
 KEYS = {
     "segment_memberships": "segment_id, profile_id",
     "segment_membership_history": "segment_id, profile_id, joined_group_at",
@@ -155,15 +162,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--memberships",
-        type=int,
-        default=0,
-        help=f"memberships of the `large` preset to load (default all {LARGE_MEMBERSHIPS:,})",
-    )
+    parser = large_preset_parser(__doc__)
     parser.add_argument("--kills", type=int, default=3, help="kills before the last run (3)")
     parser.add_argument("--seed", type=int, default=1, help="draws the kill moments (1)")
     parser.add_argument("--workers", type=int, default=4, help="segments walked at once (4)")

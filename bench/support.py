@@ -7,6 +7,7 @@ never competes with the code being measured for the same interpreter lock.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -242,3 +243,21 @@ def bench_pipeline(folder: Path, name: str) -> Any:
         pipelines_dir=str(folder / "pipelines"),
         pipeline_name=f"klaviyo_{name}",
     )
+
+
+LARGE_MEMBERSHIPS = 1_050_000
+"""Memberships of the emulator's `large` preset."""
+
+
+def large_preset_parser(description: str | None) -> argparse.ArgumentParser:
+    """An argument parser with `--memberships`: how much of the `large` preset to load."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--memberships",
+        type=int,
+        default=0,
+        help=f"memberships of the `large` preset to load (default all {LARGE_MEMBERSHIPS:,})",
+    )
+    return parser
