@@ -173,7 +173,9 @@ def _one_run(pipeline: dlt.Pipeline, account: Account) -> Iterator[None]:
         f"account {account.id} is being loaded by another run (pipeline "
         f"{account.pipeline_name}); nothing was loaded: that run will load what is new"
     )
-    with destination_lock(pipeline, f"run:{account.pipeline_name}", None, busy):
+    # The pipeline's state lives in its dataset: runs into other datasets do not collide
+    name = f"run:{pipeline.dataset_name}:{account.pipeline_name}"
+    with destination_lock(pipeline, name, None, busy):
         yield
 
 

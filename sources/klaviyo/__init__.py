@@ -40,7 +40,6 @@ from .rows.profiles import profile_layout
 from .rows.segments import SEGMENT_COLUMNS, SEGMENT_TAG_COLUMNS, TAG_COLUMNS
 from .stats import ExtractionStats
 from .walk.catalog import SegmentCatalog
-from .walk.destination import of_account
 
 __all__ = ["klaviyo_source", "ExtractionStats"]
 
@@ -128,8 +127,7 @@ def klaviyo_source(
     make_client = client_factory(options, counters)
     catalog = SegmentCatalog(make_client, options.segment_ids, state.known_segment_ids)
     layout = profile_layout(options.profile_fields, options.additional_fields)
-    walk = of_account(segment_member_batches, options.account_id)
-    members = dlt.resource(walk, name="segment_members", selected=False)(
+    members = dlt.resource(segment_member_batches, name="segment_members", selected=False)(
         catalog, make_client, options, counters
     )
     account = AccountScope(options.account_id)

@@ -148,7 +148,7 @@ def segment_member_batches(
     )
     closes = bool(reconciling) or not kept
     retire = segments_to_retire(listed.gone, state.tracked_segments(tables), closes)
-    known = KnownMemberships.of_running_pipeline(kept) if kept else None
+    known = KnownMemberships.of_running_pipeline(kept, options.account_id) if kept else None
     stats.add(segments_total=len(walks))
     params = endpoints.profile_params(options.profile_fields, options.additional_fields)
     yield from walk_memberships(

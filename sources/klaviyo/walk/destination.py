@@ -7,10 +7,8 @@ filtered relation into the destination's SQL: no per-destination SQL here.
 
 from __future__ import annotations
 
-import functools
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextvars import ContextVar
+from collections.abc import Collection, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,9 +24,6 @@ from ..exceptions import KlaviyoConfigError
 from ..options import ACCOUNT_ID_COLUMN
 from ..settings import HISTORY_TABLE, MEMBERSHIPS_TABLE
 from ..typing import Stays
-
-_WALKED_ACCOUNT: ContextVar[str | None] = ContextVar("klaviyo_walked_account", default=None)
-"""The account whose walk runs in this context (`of_account`); None: no account column."""
 
 # Which rows of each table are open stays. Rows loaded before reconciliation existed have
 # no `is_member` yet: they count as members until a reconciliation says otherwise.
@@ -71,10 +66,13 @@ class KnownMemberships:
         self._lock = threading.Lock()
 
     @classmethod
-    def of_running_pipeline(cls, tables: Sequence[str]) -> KnownMemberships:
+    def of_running_pipeline(
+        cls, tables: Sequence[str], account_id: str | None = None
+    ) -> KnownMemberships:
         """Reader for the pipeline being run; tables dropped by a refresh hold nothing.
 
-        Inside a walk of one account (`of_account`), only that account's rows are read.
+        With `account_id` (a dataset several accounts share), only that account's rows are
+        read: segment ids may repeat across accounts.
 
         Call it from the generator thread: it takes a copy of the pipeline's schema (what
         earlier runs loaded), so worker threads never touch the live pipeline.
@@ -88,7 +86,7 @@ class KnownMemberships:
             pipeline.dataset_name,
             pipeline.default_schema.clone(),
             [table for table in tables if table not in refreshed],
-            _WALKED_ACCOUNT.get(),
+            account_id,
         )
 
     @property
@@ -149,25 +147,6 @@ class KnownMemberships:
             with self._lock:
                 self._opened.append(dataset)
         return dataset
-
-
-def of_account(
-    walk: Callable[..., Iterator[Any]], account_id: str | None
-) -> Callable[..., Iterator[Any]]:
-    """`walk` (a generator function) running as the walk of `account_id`.
-
-    Readers made while it runs (`KnownMemberships.of_running_pipeline`) see only the rows
-    of that account, which matters where several accounts share a dataset and their
-    segment ids may repeat. The context is the generator's caller's: it is set again each
-    time the walk starts, so runs of other accounts in the same thread never see it.
-    """
-
-    @functools.wraps(walk)
-    def walk_of_account(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        _WALKED_ACCOUNT.set(account_id)
-        yield from walk(*args, **kwargs)
-
-    return walk_of_account
 
 
 def ensure_merge(tables: Sequence[str]) -> None:
