@@ -73,6 +73,7 @@ class AccountReport:
             "leaves": stats.leaves,
             "segments_walked": stats.segments_done,
             "segments_reconciled": len(stats.segments_reconciled),
+            "segments_refreshed": len(stats.segments_refreshed),
             "checkpoints": self.run.checkpoints,
             "complete": self.run.complete,
             "unfinished": dict(self.run.unfinished),

@@ -97,6 +97,18 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         "--reconcile-inactive", action="store_true", help="reconcile inactive segments too"
     )
     run.add_argument(
+        "--refresh-profiles-every-hours",
+        metavar="HOURS",
+        help="read a segment's members again for their current attributes when its last "
+        "refresh is this old (default: 24; 0: every run; off: keep attributes of the join)",
+    )
+    run.add_argument(
+        "--refresh-profiles-by",
+        choices=("segments", "updated"),
+        help="segments: walk each segment's members again (default); updated: read the "
+        "account's profiles changed since the last read and keep those of members",
+    )
+    run.add_argument(
         "--max-minutes",
         type=float,
         help="time budget: stop at the first checkpoint after it and exit "
@@ -139,6 +151,8 @@ def source_options(args: argparse.Namespace) -> dict[str, Any]:
         "reconcile_segments": _reconcile_segments(args.reconcile),
         "reconcile_every_hours": args.reconcile_every_hours,
         "reconcile_inactive": True if args.reconcile_inactive else None,
+        "refresh_profiles_every_hours": args.refresh_profiles_every_hours,
+        "refresh_profiles_by": args.refresh_profiles_by,
         "checkpoint_pages": args.checkpoint_pages,
         "checkpoint_minutes": args.checkpoint_minutes,
     }

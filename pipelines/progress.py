@@ -103,7 +103,8 @@ def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
         reconciled = stats.segments_reconciled
         print(
             f"  reconciled {len(reconciled)} segment(s){_ids(reconciled)}, "
-            f"leaves found {stats.leaves:,}",
+            f"leaves found {stats.leaves:,}, "
+            f"members' attributes refreshed in {len(stats.segments_refreshed)} segment(s)",
             file=out,
         )
         if stats.segments_deleted:

@@ -60,6 +60,8 @@ def klaviyo_source(
     reconcile_segments: list[str] | None = None,
     reconcile_inactive: bool = False,
     rewalk_segments: list[str] | None = None,
+    refresh_profiles_every_hours: float | str = settings.REFRESH_PROFILES_EVERY_HOURS,
+    refresh_profiles_by: str = settings.REFRESH_BY_SEGMENTS,
     checkpoint_pages: int | None = None,
     checkpoint_minutes: float | None = None,
     account_id: str | None = None,
@@ -87,6 +89,15 @@ def klaviyo_source(
         rewalk_segments: Segment ids to walk from their first member on this run, whatever
             their cursors, or `["all"]` for every segment in scope. Nothing is dropped: the
             walk reconciles them against what the tables hold (a scoped full refresh).
+        refresh_profiles_every_hours: Read every member of a segment again, with its
+            attributes, when its last such walk is this many hours old, so that `profiles`
+            stays current; 0 on every run, `"off"` keeps the attributes of the last join.
+            A refresh reconciles the segment too, and a due reconciliation refreshes where
+            that costs no extra request (from revision 2024-10-15).
+        refresh_profiles_by: `"segments"` walks each segment's members again (above);
+            `"updated"` reads the account's profiles changed since the last read
+            (`/api/profiles/` by `updated`, as often as the interval says) and loads those
+            of current members, refreshing by segment only segments never refreshed.
         checkpoint_pages: End the run's walk after about this many profile pages, so that
             what was read loads with the cursors it justifies; the next run goes on from
             there (`stats.complete` is False). None: walk every segment to its end.
@@ -118,6 +129,8 @@ def klaviyo_source(
         reconcile_segments=reconcile_segments,
         reconcile_inactive=reconcile_inactive,
         rewalk_segments=rewalk_segments,
+        refresh_profiles_every_hours=refresh_profiles_every_hours,
+        refresh_profiles_by=refresh_profiles_by,
         account_id=account_id,
         checkpoint_pages=checkpoint_pages,
         checkpoint_minutes=checkpoint_minutes,

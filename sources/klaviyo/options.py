@@ -48,6 +48,8 @@ class SourceOptions:
     reconcile_segments: tuple[str, ...] = ()
     reconcile_inactive: bool = False
     rewalk_segments: tuple[str, ...] = ()
+    refresh_profiles_every_hours: float | None = settings.REFRESH_PROFILES_EVERY_HOURS
+    refresh_profiles_by: str = settings.REFRESH_BY_SEGMENTS
     checkpoint_pages: int | None = None
     checkpoint_minutes: float | None = None
     account_id: str | None = None
@@ -72,6 +74,8 @@ def validate_options(
     reconcile_segments: Any = None,
     reconcile_inactive: Any = False,
     rewalk_segments: Any = None,
+    refresh_profiles_every_hours: Any = settings.REFRESH_PROFILES_EVERY_HOURS,
+    refresh_profiles_by: Any = settings.REFRESH_BY_SEGMENTS,
     checkpoint_pages: Any = None,
     checkpoint_minutes: Any = None,
     account_id: Any = None,
@@ -96,6 +100,8 @@ def validate_options(
         reconcile_segments=_string_list("reconcile_segments", reconcile_segments) or (),
         reconcile_inactive=_flag("reconcile_inactive", reconcile_inactive),
         rewalk_segments=_string_list("rewalk_segments", rewalk_segments) or (),
+        refresh_profiles_every_hours=_refresh_hours(refresh_profiles_every_hours),
+        refresh_profiles_by=_refresh_by(refresh_profiles_by),
         checkpoint_pages=_optional(_at_least, "checkpoint_pages", checkpoint_pages, 1),
         checkpoint_minutes=_optional(_positive_minutes, "checkpoint_minutes", checkpoint_minutes),
         account_id=_account_id(account_id),
@@ -232,6 +238,29 @@ def _hours(name: str, value: Any) -> float:
     if number is None or not number >= 0:
         raise KlaviyoConfigError(f"{name} must be a number of hours >= 0, got {value!r}")
     return number
+
+
+def _refresh_hours(value: Any) -> float | None:
+    """Hours between refreshes of the members' attributes; None for `off`."""
+    if isinstance(value, str) and value.strip().lower() == settings.REFRESH_PROFILES_OFF:
+        return None
+    number = _finite(value)
+    if number is None or not number >= 0:
+        raise KlaviyoConfigError(
+            "refresh_profiles_every_hours must be a number of hours >= 0 or "
+            f"{settings.REFRESH_PROFILES_OFF!r}, got {value!r}"
+        )
+    return number
+
+
+def _refresh_by(value: Any) -> str:
+    text = str(value or "").strip().lower()
+    choices = (settings.REFRESH_BY_SEGMENTS, settings.REFRESH_BY_UPDATED)
+    if text not in choices:
+        raise KlaviyoConfigError(
+            f"refresh_profiles_by must be one of {', '.join(choices)}, got {value!r}"
+        )
+    return text
 
 
 def _finite(value: Any) -> float | None:

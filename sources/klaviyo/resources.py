@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from datetime import datetime
+from itertools import chain
 from operator import itemgetter
 
 import dlt
@@ -35,9 +37,11 @@ from .rows.segments import (
 from .stats import ExtractionStats
 from .walk.batches import Checkpoint, MembershipBatch, walk_memberships
 from .walk.catalog import SegmentCatalog
+from .walk.changed import plan_changed_read, read_changed_profiles
 from .walk.destination import KnownMemberships, ensure_merge
 from .walk.plan import plan_walks, reconciled_tables, segments_to_retire
 from .walk.reconcile import ReconcilePolicy
+from .walk.refresh import RefreshPolicy
 
 
 def segments(
@@ -145,12 +149,15 @@ def segment_member_batches(
         [state.backfills(table) for table in tables],
         [state.walked(table) for table in tables],
         [state.cut(table) for table in tables],
+        [state.refreshed(settings.PROFILES_TABLE)],
+        _refresh_policy(options, tables),
     )
     closes = bool(reconciling) or not kept
     retire = segments_to_retire(listed.gone, state.tracked_segments(tables), closes)
     known = KnownMemberships.of_running_pipeline(kept, options.account_id) if kept else None
     stats.add(segments_total=len(walks))
     params = endpoints.profile_params(options.profile_fields, options.additional_fields)
+    yield from _changed_profile_batches(options, tables, make_client, detected_at, stats)
     yield from walk_memberships(
         make_client,
         walks,
@@ -165,6 +172,56 @@ def segment_member_batches(
     )
 
 
+def _refresh_policy(options: SourceOptions, tables: list[str]) -> RefreshPolicy | None:
+    """When members are read again for their attributes: only a run that loads `profiles`."""
+    every = options.refresh_profiles_every_hours
+    if every is None or settings.PROFILES_TABLE not in tables:
+        return None
+    if options.refresh_profiles_by == settings.REFRESH_BY_UPDATED:
+        return RefreshPolicy.first_only()
+    return RefreshPolicy.for_revision(every, options.revision)
+
+
+def _changed_profile_batches(
+    options: SourceOptions,
+    tables: list[str],
+    make_client: ClientFactory,
+    detected_at: datetime,
+    stats: ExtractionStats,
+) -> Iterator[MembershipBatch]:
+    """With `refresh_profiles_by="updated"`, when due: the changed profiles of members."""
+    every = options.refresh_profiles_every_hours
+    by_updated = options.refresh_profiles_by == settings.REFRESH_BY_UPDATED
+    if every is None or not by_updated or settings.PROFILES_TABLE not in tables:
+        return
+    cursor = state.changed_profiles_cursor()
+    refreshed = state.refreshed(settings.PROFILES_TABLE)
+    read = plan_changed_read(cursor, refreshed, every, detected_at)
+    if read is None:
+        return
+    start = dates.format_state_datetime(read.since or detected_at)
+    if read.since is None:
+        # no row of an earlier walk to bring up to date: changes count from now
+        yield MembershipBatch(detected_at, changed_read=start)
+        return
+    members = KnownMemberships.of_running_pipeline([settings.MEMBERSHIPS_TABLE], options.account_id)
+    stop = threading.Event()
+    client = make_client(stop)
+    request = endpoints.changed_profiles(
+        options.revision, options.profile_fields, options.additional_fields, read.since
+    )
+    try:
+        for profiles, newest in read_changed_profiles(client, request, members, stop):
+            stats.add(profiles_changed=len(profiles))
+            yield MembershipBatch(
+                detected_at, changed=profiles, changed_read=start, changed_until=newest
+            )
+    finally:
+        stop.set()
+        client.close()
+        members.close()
+
+
 def _checkpoint(options: SourceOptions) -> Checkpoint:
     minutes = options.checkpoint_minutes
     return Checkpoint(options.checkpoint_pages, minutes * 60 if minutes is not None else None)
@@ -174,13 +231,16 @@ def profiles(
     batch: MembershipBatch, layout: ProfileLayout, stats: ExtractionStats
 ) -> Iterator[pa.Table]:
     """One row per profile, however many segments it is in: a walk emits each profile once."""
-    fresh = layout.emitted.fresh(map(itemgetter(1), batch.members), batch.detected_at)
+    copies = chain(batch.changed, map(itemgetter(1), batch.members))
+    fresh = layout.emitted.fresh(copies, batch.detected_at)
     if fresh:
         table = unique_profiles_table(fresh, layout)
         stats.add_rows(settings.PROFILES_TABLE, table.num_rows)
         yield table
     if batch.final:
         layout.emitted.forget()
+    if batch.changed_read is not None:
+        state.remember_changed_profiles(batch.changed_until, batch.changed_read, batch.detected_at)
     state.record_walks(settings.PROFILES_TABLE, batch)
 
 

@@ -33,6 +33,7 @@ SEGMENTS_PAGE_SIZE_PARAM_FROM = "2026-04-15"
 SEGMENTS_PATH = "/api/segments/"
 SEGMENT_PROFILES_PATH = "/api/segments/{segment_id}/profiles/"
 SEGMENT_PROFILE_IDS_PATH = "/api/segments/{segment_id}/relationships/profiles/"
+PROFILES_PATH = "/api/profiles/"
 
 SEGMENTS_PAGE_SIZE = 10
 """get_segments serves at most 10 segments per page in every revision; the `page[size]`
@@ -43,6 +44,8 @@ SEGMENT_PROFILE_IDS_PAGE_SIZE = 100
 """Maximum of get_segment_relationships_profiles from PROFILE_IDS_PAGE_100_FROM (read at call time)."""
 SEGMENT_PROFILE_IDS_PAGE_SIZE_EARLIER = 1000
 """Maximum of get_segment_relationships_profiles before PROFILE_IDS_PAGE_100_FROM."""
+PROFILES_PAGE_SIZE = 100
+"""Maximum of get_profiles in every revision (read at call time)."""
 
 # Burst (per second) and steady (per minute) limits per operation the source calls (API-NOTES §10).
 L_TIER = (75, 700)
@@ -53,6 +56,7 @@ RATE_LIMITS: dict[str, tuple[int, int]] = {
     "get_segments": L_TIER,
     "get_segment_profiles": L_TIER,
     "get_segment_relationships_profiles": L_TIER,
+    "get_profiles": L_TIER,
 }
 # Klaviyo counts a request when it arrives, the limiter when it leaves: the windows are a
 # little longer than Klaviyo's so that network jitter cannot squeeze one request too many in.
@@ -65,6 +69,7 @@ OPERATION_SCOPES: dict[str, str] = {
     "get_segments": "segments:read",
     "get_segment_profiles": "profiles:read",
     "get_segment_relationships_profiles": "profiles:read",
+    "get_profiles": "profiles:read",
 }
 
 # HTTP behaviour.
@@ -159,5 +164,18 @@ recomputes segments with relative-time conditions once a day."""
 RECONCILE_DUE_SLACK = 0.05
 """A reconciliation is due a little early (this share of the interval), so a job scheduled
 every N hours reconciles on every run even when its start time wobbles by a few minutes."""
+REFRESH_PROFILES_EVERY_HOURS = RECONCILE_EVERY_HOURS
+"""Default age of a segment's last walk of every member (with attributes) that makes it due
+again: equal to the reconciliation's, so that one walk does both."""
+REFRESH_PROFILES_OFF = "off"
+REFRESH_BY_SEGMENTS = "segments"
+"""`refresh_profiles_by`: walk each segment's members again (`walk.refresh`)."""
+REFRESH_BY_UPDATED = "updated"
+"""`refresh_profiles_by`: read the account's profiles changed since the last read
+(`/api/profiles/` by `updated`) and keep those of members (`walk.changed`)."""
+CHANGED_OVERLAP_SECONDS = 1
+"""The `updated` filter is strict and in whole seconds: each read starts a second below the
+newest `updated` read before, so a profile changed later in that second is not missed."""
+"""`refresh_profiles_every_hours="off"`: a profile's attributes are those of its last join."""
 RECONCILE_ALL = "all"
 """`reconcile_segments=["all"]` forces a reconciliation of every active segment."""

@@ -17,6 +17,11 @@ Every key the source keeps in dlt's source state is named here and nowhere else.
   reached its end; a run walks the segments it reached least recently first.
 * `<membership table>.cut`: `{segment_id: ISO datetime}`, segments whose last walk a
   checkpoint stopped before its end (they are behind), until a walk reaches their end.
+* `profiles.refreshed`: `{segment_id: ISO datetime}`, the last walk that read every member
+  of the segment with its attributes (a refresh, or a complete first load).
+* `profiles.changed`: `{"updated": ISO datetime, "read_at": ISO datetime}`, the newest
+  `updated` read from the account's changed profiles and when that read ran
+  (`refresh_profiles_by="updated"`).
 * `<membership table>.backfills`: `{segment_id: ISO datetime}`, first loads that a checkpoint
   stopped, with the time they started; their completion counts as a reconciliation then.
 
@@ -34,7 +39,13 @@ from typing import Any, Protocol
 import dlt
 
 from .dates import format_state_datetime, parse_datetime
-from .settings import MEMBERSHIP_TABLES, RECONCILED_TABLES, SEGMENT_TAGS_TABLE, SEGMENTS_TABLE
+from .settings import (
+    MEMBERSHIP_TABLES,
+    PROFILES_TABLE,
+    RECONCILED_TABLES,
+    SEGMENT_TAGS_TABLE,
+    SEGMENTS_TABLE,
+)
 
 _CURSORS = "cursors"
 _PROCESSING = "processing"
@@ -44,6 +55,8 @@ _TAG_LINKS = "links"
 _BACKFILLS = "backfills"
 _WALKED = "walked"
 _CUT = "cut"
+_REFRESHED = "refreshed"
+_CHANGED = "changed"
 
 
 class WalkOutcome(Protocol):
@@ -63,6 +76,9 @@ class WalkOutcome(Protocol):
 
     @property
     def retired(self) -> Collection[str]: ...
+
+    @property
+    def refreshed(self) -> Collection[str]: ...
 
     @property
     def cut(self) -> Collection[str]: ...
@@ -97,6 +113,32 @@ def walked(table: str) -> dict[str, str]:
 def cut(table: str) -> dict[str, str]:
     """A copy of the segments of `table` whose last walk a checkpoint stopped."""
     return _copy(table, _CUT)
+
+
+def refreshed(table: str) -> dict[str, str]:
+    """`{segment_id: ISO datetime}`: the last refresh of each segment's members in `table`."""
+    return _copy(table, _REFRESHED)
+
+
+def changed_profiles_cursor() -> dict[str, str]:
+    """`profiles.changed`: the newest `updated` read and when (empty before the first read)."""
+    return _copy(PROFILES_TABLE, _CHANGED)
+
+
+def remember_changed_profiles(newest: str | None, start: str, read_at: datetime) -> None:
+    """Moves `profiles.changed` past a read whose rows were handed to dlt.
+
+    Args:
+        newest: The newest `updated` read (None: nothing changed); the cursor never goes back.
+        start: Where the read started: the cursor of a first read that found nothing.
+        read_at: The run's time.
+    """
+    cursor = dlt.current.resource_state(PROFILES_TABLE).setdefault(_CHANGED, {})
+    old = parse_datetime(cursor.get("updated"))
+    new = parse_datetime(newest) or (None if old is not None else parse_datetime(start))
+    if new is not None and (old is None or new > old):
+        cursor["updated"] = format_state_datetime(new)
+    cursor["read_at"] = format_state_datetime(read_at)
 
 
 def backfills(table: str) -> dict[str, str]:
@@ -160,6 +202,10 @@ def record_walks(table: str, outcome: WalkOutcome) -> None:
         _record_reconciled(stamps, outcome)
         # A first load read every member: complete, it stands for a reconciliation then.
         stamps.update(completed)
+    if table == PROFILES_TABLE:
+        refreshes = table_state.setdefault(_REFRESHED, {})
+        _record_refreshed(refreshes, outcome)
+        refreshes.update(completed)
     for segment_id in outcome.retired:
         table_cursors.pop(segment_id, None)
 
@@ -216,6 +262,14 @@ def _record_reconciled(stamps: dict[str, str | None], outcome: WalkOutcome) -> N
         stamps.setdefault(segment_id, None)
     stamp = format_state_datetime(outcome.detected_at)
     for segment_id in outcome.reconciled:
+        stamps[segment_id] = stamp
+    for segment_id in outcome.retired:
+        stamps.pop(segment_id, None)
+
+
+def _record_refreshed(stamps: dict[str, str], outcome: WalkOutcome) -> None:
+    stamp = format_state_datetime(outcome.detected_at)
+    for segment_id in outcome.refreshed:
         stamps[segment_id] = stamp
     for segment_id in outcome.retired:
         stamps.pop(segment_id, None)

@@ -25,6 +25,10 @@ class ExtractionStats:
         segments_walked: Segment ids in the order their walk finished.
         segments_reconciled: Segment ids whose membership was compared with what was loaded
             before (a walk of their profile ids, or a full walk), in the order they finished.
+        segments_refreshed: Segment ids whose every member was read with its attributes
+            (a refresh of `profiles`, or a first load), in the order they finished.
+        profiles_changed: Members' profiles read from the account's changed profiles
+            (`refresh_profiles_by="updated"`).
         leaves: Memberships found to have ended (the profile left, or the segment is gone).
         segments_deleted: Segment ids found deleted in Klaviyo in this run.
         segments_unfinished: Segments a checkpoint left for a later run, mapped to the
@@ -47,6 +51,8 @@ class ExtractionStats:
         self.new_memberships = 0
         self.segments_walked: list[str] = []
         self.segments_reconciled: list[str] = []
+        self.segments_refreshed: list[str] = []
+        self.profiles_changed = 0
         self.leaves = 0
         self.segments_deleted: list[str] = []
         self.segments_unfinished: dict[str, int | None] = {}
@@ -98,6 +104,11 @@ class ExtractionStats:
         with self._lock:
             self.segments_reconciled = [*self.segments_reconciled, segment_id]
 
+    def segment_refreshed(self, segment_id: str) -> None:
+        """Records that every member of `segment_id` was read with its attributes."""
+        with self._lock:
+            self.segments_refreshed = [*self.segments_refreshed, segment_id]
+
     def segment_deleted(self, segment_id: str) -> None:
         """Records that `segment_id` was found deleted (once per run and segment)."""
         with self._lock:
@@ -119,6 +130,8 @@ class ExtractionStats:
                 "new_memberships": self.new_memberships,
                 "segments_walked": list(self.segments_walked),
                 "segments_reconciled": list(self.segments_reconciled),
+                "segments_refreshed": list(self.segments_refreshed),
+                "profiles_changed": self.profiles_changed,
                 "leaves": self.leaves,
                 "segments_deleted": list(self.segments_deleted),
                 "segments_unfinished": dict(self.segments_unfinished),

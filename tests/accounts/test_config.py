@@ -152,7 +152,10 @@ def test_the_command_loads_one_account_and_exits_75_with_work_left(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from pipelines.accounts_cli import main
+    from sources.klaviyo import settings as source_settings
 
+    # pages of two members: the first checkpoint (after one page) always cuts a walk short
+    monkeypatch.setattr(source_settings, "SEGMENT_PROFILES_PAGE_SIZE", 2)
     with Emulator(seed=1) as emu:
         write(
             project,

@@ -111,6 +111,38 @@ def test_reconcile_policy_and_inactive_segments(project: Project, emu: Emulator)
     tables.assert_matches_account(emu)
 
 
+def test_refresh_options_keep_a_members_attributes_current(project: Project, emu: Emulator) -> None:
+    assert project.main() == 0
+    member = sorted(emu.members(segment_with_members(emu)))[0]
+
+    def email() -> str:
+        return dict(project.tables.rows("select id, email from klaviyo.profiles"))[member]
+
+    emu.update_profile(member, email="changed@example.com")
+    assert (
+        project.main("--refresh-profiles-every-hours", "0", "--refresh-profiles-by", "segments")
+        == 0
+    )
+    assert email() == "changed@example.com"
+
+    emu.update_profile(member, email="off@example.com")
+    assert project.main("--refresh-profiles-every-hours", "off") == 0
+    assert email() == "changed@example.com"  # off: the attributes of the join
+    assert project.main() == 0  # refreshed a moment ago: not due for 24 hours
+    assert email() == "changed@example.com"
+
+    assert (
+        project.main("--refresh-profiles-by", "updated", "--refresh-profiles-every-hours", "0") == 0
+    )
+    assert email() == "off@example.com"  # read from the changed profiles of the account
+    emu.update_profile(member, email="updated@example.com")
+    assert (
+        project.main("--refresh-profiles-by", "updated", "--refresh-profiles-every-hours", "0") == 0
+    )
+    assert email() == "updated@example.com"
+    project.tables.assert_matches_account(emu)
+
+
 def test_reconcile_without_ids_reconciles_every_active_segment(
     project: Project, emu: Emulator
 ) -> None:

@@ -2,9 +2,10 @@
 
 A Hypothesis state machine draws steps; each step changes the emulator's account (joins,
 leaves, re-joins, late joiners, processing and active flags, deleted and new segments, tag
-links), moves the clock on, and runs the source into DuckDB with drawn options
-(`reconcile_every_hours` 0 or 24, forced reconciliation, `start_date` absent, added, raised or
-lowered, `segment_ids` subsets, `resources` subsets). After every run it checks:
+links, members' emails), moves the clock on, and runs the source into DuckDB with drawn
+options (`reconcile_every_hours` 0 or 24, forced reconciliation, `start_date` absent, added,
+raised or lowered, `segment_ids` subsets, `resources` subsets, `refresh_profiles_every_hours`
+0, 24 or off, `refresh_profiles_by` segments or updated). After every run it checks:
 
 * joins and re-joins: every current member seen by the walk has its `segment_memberships` row
   (a member, with its current `joined_group_at`) and exactly one open stay, the current one;
@@ -18,8 +19,12 @@ lowered, `segment_ids` subsets, `resources` subsets). After every run it checks:
 * a run changes neither the tables it does not load nor the segments it was not asked about;
   a deleted segment in scope is retired (tombstone, every stay closed);
 * a segment is reconciled on its first load, when Klaviyo finished computing it, and when its
-  last reconciliation is `reconcile_every_hours` old; never while Klaviyo computes it, and never
-  in a run that loads only one of the two membership tables.
+  last reconciliation is `reconcile_every_hours` old (or a refresh of its members is due);
+  never while Klaviyo computes it, and never in a run that loads only one of the two
+  membership tables;
+* after a run that refreshes on every run (`refresh_profiles_every_hours=0`) and loads
+  `profiles` with `segment_memberships`, every loaded member's `profiles` row holds the
+  account's email.
 
 A falsifying example prints as the list of steps, each preceded by comments saying what it
 changed in the account (segment and profile ids), the run's options and what it reconciled.
@@ -145,7 +150,16 @@ class Unlink:
     tag: int
 
 
-Change = Join | Leave | Rejoin | LateJoin | Empty | Toggle | Delete | NewSegment | Link | Unlink
+@dataclass(frozen=True)
+class Edit:
+    """A member's email changes in the account."""
+
+    profile: int
+
+
+Change = (
+    Join | Leave | Rejoin | LateJoin | Empty | Toggle | Delete | NewSegment | Link | Unlink | Edit
+)
 
 
 @dataclass(frozen=True)
@@ -159,6 +173,8 @@ class Run:
     start_date: str | None = None
     segments: tuple[int, ...] | None = None
     resources: tuple[str, ...] | None = None
+    refresh_every_hours: int | str | None = None
+    refresh_by: str | None = None
 
     def __repr__(self) -> str:
         changed = [
@@ -185,6 +201,7 @@ changes = st.one_of(
     st.builds(NewSegment, st.integers(min_value=0, max_value=4)),
     st.builds(Link, index, index),
     st.builds(Unlink, index, index),
+    st.builds(Edit, index),
 )
 runs = st.builds(
     Run,
@@ -199,6 +216,8 @@ runs = st.builds(
         st.lists(index, min_size=1, max_size=3, unique=True).map(tuple),
     ),
     resources=st.sampled_from(RESOURCES),
+    refresh_every_hours=st.sampled_from((None, None, 0, "off")),
+    refresh_by=st.sampled_from((None, None, "updated")),
 )
 
 
@@ -222,6 +241,9 @@ class Model:
         ever_members: Every profile that was ever in each segment (late joiners are new ones).
         late: Late joiners added since their segment's last reconciliation.
         reconciled_at: Start of the last run that reconciled each segment.
+        refreshed_at: Start of the last run that read every member of each segment with
+            its attributes (a refresh, or a first load) into `profiles`.
+        edits: How many emails were changed so far (each new one is unique).
         walked_processing: Per walked table, whether Klaviyo was computing each segment when
             that table last walked it.
         named: Segments a run may name in `segment_ids` (listed by a run that loaded segments).
@@ -235,6 +257,8 @@ class Model:
     ever_members: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     late: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     reconciled_at: dict[str, datetime] = field(default_factory=dict)
+    refreshed_at: dict[str, datetime] = field(default_factory=dict)
+    edits: int = 0
     walked_processing: dict[str, dict[str, bool]] = field(
         default_factory=lambda: {table: {} for table in WALKED_TABLES}
     )
@@ -291,6 +315,14 @@ class MembershipMachine(RuleBasedStateMachine):
 
     def _apply(self, change: Change) -> str:
         emu, model = self.emu, self.model
+        if isinstance(change, Edit):
+            everyone = emu.profile_ids()
+            if not everyone:
+                return "no member to edit"
+            profile = everyone[change.profile % len(everyone)]
+            model.edits += 1
+            emu.update_profile(profile, email=f"edit{model.edits}@example.com")
+            return f"{profile} gets email edit{model.edits}@example.com"
         if isinstance(change, NewSegment):
             segment = emu.create_segment(f"segment {len(model.ever_members)}")
             for profile in emu.profile_ids()[: change.members]:
@@ -387,6 +419,10 @@ class MembershipMachine(RuleBasedStateMachine):
             options["start_date"] = run.start_date
         if scope is not None:
             options["segment_ids"] = scope
+        if run.refresh_every_hours is not None:
+            options["refresh_profiles_every_hours"] = run.refresh_every_hours
+        if run.refresh_by is not None:
+            options["refresh_profiles_by"] = run.refresh_by
         return options
 
     def _run(self, run: Run) -> None:
@@ -440,6 +476,7 @@ class MembershipMachine(RuleBasedStateMachine):
         check.leaves_in_both_tables()
         check.closed_stays_stay_closed()
         check.segments_in_scope()
+        check.profiles_current(self.loader)
         self._remember(run, scope, flags, stats, started, after)
 
     def _cursors(self) -> dict[str, set[str]]:
@@ -469,6 +506,9 @@ class MembershipMachine(RuleBasedStateMachine):
         for segment_id in stats.segments_reconciled:
             model.reconciled_at[segment_id] = started
             model.late[segment_id].clear()
+        if "profiles" in run.tables:
+            for segment_id in stats.segments_refreshed:
+                model.refreshed_at[segment_id] = started
         model.closed.update({k: left for k, left in after.history.items() if left is not None})
         model.left.update(
             {
@@ -536,10 +576,40 @@ class RunCheck:
             )
             if first or catch_up or due:
                 must.add(segment_id)
-            if first or catch_up or due or early:
+            if first or catch_up or due or early or (eligible and self.refresh_due(segment_id)):
                 may.add(segment_id)
         assert must <= reconciled, f"due but not reconciled: {sorted(must - reconciled)}"
         assert reconciled <= may, f"reconciled but not due: {sorted(reconciled - may)}"
+
+    def refresh_due(self, segment_id: str) -> bool:
+        """Whether this run may read every member of the segment for `profiles`."""
+        hours = self.run.refresh_every_hours
+        if "profiles" not in self.run.tables or hours == "off":
+            return False
+        last = self.model.refreshed_at.get(segment_id)
+        if last is None:
+            return True
+        if self.run.refresh_by == "updated":
+            return False
+        hours = DEFAULT_HOURS if hours is None else int(hours)
+        return self.started - last >= timedelta(hours=hours * (1 - SLACK), minutes=-1)
+
+    def profiles_current(self, loader: Loader) -> None:
+        """After a run that refreshes every run, loaded members hold the account's email."""
+        tables = self.run.tables
+        if self.run.refresh_every_hours != 0 or not {"profiles", MEMBERSHIPS} <= tables:
+            return
+        stored = dict(loader.rows("select id, email from profiles"))
+        stale = []
+        for segment_id in self.emu.segment_ids():
+            if not self.in_scope(segment_id):
+                continue
+            members = self.after.members(segment_id)
+            for profile_id, joined in self.truth(segment_id).items():
+                email = self.emu.profile(profile_id).get("email")
+                if (profile_id, joined) in members and stored.get(profile_id) != email:
+                    stale.append((segment_id, profile_id, stored.get(profile_id), email))
+        assert not stale, f"members' rows not current: {stale}"
 
     def untouched(self) -> None:
         """Tables not loaded, and the rows of segments not in scope, are as they were."""

@@ -19,6 +19,9 @@ from .conftest import Loader, Truth, utc
 
 REVISION_PAGE_MAX = {"2024-06-15": 1000, "2026-07-15": 100}
 ID_REQUESTS = "get_segment_relationships_profiles"
+IDS_ONLY: dict[str, Any] = {"refresh_profiles_every_hours": "off"}
+"""Reconciliation by the id walk: from revision 2024-10-15 a refresh walks the profiles
+instead (tests/source/test_profile_refresh.py)."""
 
 
 def _active(emu: Any, with_members: int = 1) -> list[str]:
@@ -79,17 +82,17 @@ def test_not_due_costs_no_request(duckdb_loader: Loader, emu: Any) -> None:
 
 
 def test_due_after_the_interval(duckdb_loader: Loader, emu: Any, emulator_clock: Any) -> None:
-    duckdb_loader.run()
+    duckdb_loader.run(**IDS_ONLY)
     segment = _active(emu)[0]
     leaver = sorted(emu.members(segment))[0]
     emu.remove_member(segment, leaver)
     emu.advance_clock(5 * 3600)
     emu.stats.reset()
-    duckdb_loader.run(reconcile_every_hours=6)
+    duckdb_loader.run(reconcile_every_hours=6, **IDS_ONLY)
     assert emu.stats.requests[ID_REQUESTS] == 0
 
     emu.advance_clock(3600 + 60)
-    stats = duckdb_loader.run(reconcile_every_hours=6)
+    stats = duckdb_loader.run(reconcile_every_hours=6, **IDS_ONLY)
 
     due = [s for s in _active(emu) if emu.members(s)]  # an empty one is walked in full
     assert emu.stats.requests[ID_REQUESTS] == len(due)
@@ -106,13 +109,13 @@ def test_cost_is_one_id_request_per_page_max(
     for number in range(1050):
         profile = emu.create_profile(email=f"bulk{number}@example.com")
         emu.add_member(big, profile, joined_group_at=start + timedelta(minutes=number))
-    duckdb_loader.run(revision=revision)
+    duckdb_loader.run(revision=revision, **IDS_ONLY)
     leavers = sorted(emu.members(big))[:3]
     for profile in leavers:
         emu.remove_member(big, profile)
     emu.stats.reset()
 
-    stats = duckdb_loader.run(revision=revision, reconcile_segments=[big])
+    stats = duckdb_loader.run(revision=revision, reconcile_segments=[big], **IDS_ONLY)
 
     # 1047 members: 2 pages of 1000 at 2024-06-15, 11 pages of 100 from 2024-10-15;
     # the other segments are not due and cost nothing
@@ -127,10 +130,10 @@ def test_cost_with_several_pages_of_ids(
 ) -> None:
     """Pages of ids chain through `links.next`: N members cost ceil(N / page size) requests."""
     monkeypatch.setattr(settings, "SEGMENT_PROFILE_IDS_PAGE_SIZE", 4)
-    duckdb_loader.run()
+    duckdb_loader.run(**IDS_ONLY)
     emu.stats.reset()
 
-    duckdb_loader.run(reconcile_segments=["all"])
+    duckdb_loader.run(reconcile_segments=["all"], **IDS_ONLY)
 
     expected = sum(math.ceil(len(emu.members(s)) / 4) for s in _active(emu))
     assert emu.stats.requests[ID_REQUESTS] == expected
@@ -141,34 +144,34 @@ def test_inactive_segment_only_when_asked(
     duckdb_loader: Loader, truth: Truth, emu: Any, emulator_clock: Any
 ) -> None:
     inactive = next(s for s in emu.segment_ids() if not emu.segment(s)["is_active"])
-    duckdb_loader.run()
+    duckdb_loader.run(**IDS_ONLY)
     leaver = sorted(emu.members(inactive))[0]
     emu.remove_member(inactive, leaver)
 
-    stats = duckdb_loader.run(reconcile_every_hours=0)
+    stats = duckdb_loader.run(reconcile_every_hours=0, **IDS_ONLY)
     assert inactive not in stats.segments_reconciled
     assert (inactive, leaver) in {(s, p) for s, p, _ in duckdb_loader.memberships()}
 
-    stats = duckdb_loader.run(reconcile_every_hours=0, reconcile_inactive=True)
+    stats = duckdb_loader.run(reconcile_every_hours=0, reconcile_inactive=True, **IDS_ONLY)
     assert inactive in stats.segments_reconciled and stats.leaves == 1
     assert duckdb_loader.memberships() == truth.memberships()
 
     other = sorted(emu.members(inactive))[0]
     emu.remove_member(inactive, other)
     emu.stats.reset()
-    stats = duckdb_loader.run(reconcile_segments=[inactive])  # naming it is asking
+    stats = duckdb_loader.run(reconcile_segments=[inactive], **IDS_ONLY)  # naming it is asking
     assert inactive in stats.segments_reconciled and stats.leaves == 1
     assert emu.stats.requests[ID_REQUESTS] == 1
 
 
 def test_forced_for_a_subset(duckdb_loader: Loader, truth: Truth, emu: Any) -> None:
-    duckdb_loader.run()
+    duckdb_loader.run(**IDS_ONLY)
     first, second, third = _active(emu, with_members=2)[:3]
     for segment in (first, second, third):
         emu.remove_member(segment, sorted(emu.members(segment))[0])
     emu.stats.reset()
 
-    stats = duckdb_loader.run(reconcile_segments=[first, second])
+    stats = duckdb_loader.run(reconcile_segments=[first, second], **IDS_ONLY)
 
     assert {first, second} <= set(stats.segments_reconciled)
     assert third not in stats.segments_reconciled
@@ -312,8 +315,9 @@ def test_segment_deleted_between_its_pages(
     assert len(duckdb_loader.deleted_segments()) == 1
 
 
+@pytest.mark.parametrize("refresh", ["off", 24])
 def test_late_joiner_is_picked_up_by_reconciliation(
-    duckdb_loader: Loader, truth: Truth, emu: Any
+    duckdb_loader: Loader, truth: Truth, emu: Any, refresh: Any
 ) -> None:
     """A member added with a joined_group_at below its own segment's cursor (Klaviyo's lag)."""
     segment = _active(emu, with_members=3)[0]
@@ -327,14 +331,19 @@ def test_late_joiner_is_picked_up_by_reconciliation(
     assert (segment, late) not in {(s, p) for s, p, _ in duckdb_loader.memberships()}
     emu.stats.reset()
 
-    stats = duckdb_loader.run(reconcile_segments=[segment])
+    stats = duckdb_loader.run(reconcile_segments=[segment], refresh_profiles_every_hours=refresh)
 
     assert (segment, late, utc(late_at)) in duckdb_loader.memberships()
     assert duckdb_loader.memberships() == truth.memberships()
     assert stats.new_memberships == 1
-    # the id walk, the walk from the cursor, and one catch-up walk below the cursor
-    assert emu.stats.requests[ID_REQUESTS] == 1
-    assert emu.stats.requests["get_segment_profiles"] == len(emu.segment_ids()) + 1
+    if refresh == "off":
+        # the id walk, the walk from the cursor, and one catch-up walk below the cursor
+        assert emu.stats.requests[ID_REQUESTS] == 1
+        assert emu.stats.requests["get_segment_profiles"] == len(emu.segment_ids()) + 1
+    else:
+        # one walk of every member stands for all three
+        assert emu.stats.requests[ID_REQUESTS] == 0
+        assert emu.stats.requests["get_segment_profiles"] == len(emu.segment_ids())
 
 
 def test_start_date_members_are_not_late_joiners(

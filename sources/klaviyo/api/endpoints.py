@@ -78,6 +78,36 @@ def segment_profile_ids(revision: str, segment_id: str, since: datetime | None) 
     return Request(path, params, "get_segment_relationships_profiles", segment_id)
 
 
+def changed_profiles(
+    revision: str,
+    profile_fields: Sequence[str] | None,
+    additional_fields: Sequence[str],
+    since: datetime,
+) -> Request:
+    """`get_profiles`: every profile of the account updated after `since`, oldest first.
+
+    Args:
+        revision: The API revision.
+        profile_fields: The run's profile fields (None: every default attribute);
+            `updated` is always requested, it is the cursor.
+        additional_fields: Requested additional fields.
+        since: Lower bound of `updated`, exclusive, clamped to now.
+    """
+    bound = filter_bound(since)
+    params = {
+        "page[size]": str(settings.PROFILES_PAGE_SIZE),
+        "sort": "updated",
+        "filter": f"greater-than(updated,{dates.format_filter_datetime(bound)})",
+    }
+    if profile_fields is not None:
+        fields = [*profile_fields, *additional_fields, "updated"]
+        fields = [f for f in dict.fromkeys(fields) if f != settings.JOINED_GROUP_AT]
+        params["fields[profile]"] = ",".join(fields)
+    if additional_fields:
+        params["additional-fields[profile]"] = ",".join(additional_fields)
+    return Request(api_path(settings.PROFILES_PATH, revision), params, "get_profiles")
+
+
 def profile_params(
     profile_fields: Sequence[str] | None, additional_fields: Sequence[str]
 ) -> dict[str, str]:

@@ -13,15 +13,18 @@ from dlt.common.schema.typing import TTableSchemaColumns
 from .. import settings
 from ..dates import parse_datetime
 from ..typing import Resource
-from .values import UTC_TIMESTAMP, json_column, json_text
+from .values import UTC_TIMESTAMP, json_bytes, json_column, json_text
 
 
 class EmittedProfiles:
-    """The profile ids one walk has emitted so far, so that it emits each profile once.
+    """The profiles one walk has emitted so far, so that it emits each profile once.
 
     A profile in several segments is listed once per segment. The destination's merge keeps
-    one row per id anyway, but every extra copy is converted, written and loaded for nothing:
-    with profiles in 2.6 segments on average, copies are most of the `profiles` rows.
+    one row per id, but every extra copy is converted, written and loaded for nothing, and a
+    destination that only upserts would keep them all: with profiles in 2.6 segments on
+    average, copies are most of the `profiles` rows. A later copy is emitted only when its
+    `updated` is newer (the profile changed while the run read it), so the last row of a
+    profile is always its newest.
 
     Memory is bounded: past `limit` ids the set starts afresh (later copies of the forgotten
     profiles are emitted again, which costs time, never rows). A walk is told apart from the
@@ -33,12 +36,12 @@ class EmittedProfiles:
 
     def __init__(self, limit: int = settings.PROFILE_IDS_REMEMBERED) -> None:
         self._limit = limit
-        self._ids: set[str] = set()
+        self._updated: dict[str, Any] = {}
         self._walk: object = None
 
     def fresh(self, profiles: Iterable[Resource], walk: object) -> dict[str, Resource]:
-        """The profiles `walk` has not emitted yet, by id (the first copy of each); they
-        count as emitted from now on.
+        """The profiles `walk` has not emitted yet, or emitted with an older `updated`, by id
+        (the newest copy of each); they count as emitted from now on.
 
         Args:
             profiles: Profile resources, each with an `id`.
@@ -47,20 +50,27 @@ class EmittedProfiles:
         if walk != self._walk:
             self.forget()
             self._walk = walk
-        if len(self._ids) >= self._limit:
-            self._ids = set()
-        emitted, fresh = self._ids, {}
+        if len(self._updated) >= self._limit:
+            self._updated = {}
+        emitted, fresh = self._updated, {}
         for profile in profiles:
             profile_id = profile["id"]
-            if profile_id not in emitted:
-                emitted.add(profile_id)
+            updated = (profile.get("attributes") or _NO_ATTRIBUTES).get("updated")
+            if profile_id not in emitted or _newer(updated, emitted[profile_id]):
+                emitted[profile_id] = updated
                 fresh[profile_id] = profile
         return fresh
 
     def forget(self) -> None:
         """Gives the remembered ids back (at the end of a walk)."""
-        self._ids = set()
+        self._updated = {}
         self._walk = None
+
+
+def _newer(updated: Any, emitted: Any) -> bool:
+    """Whether `updated` is later than the `updated` of the copy emitted (ISO text, one
+    format: Klaviyo renders every timestamp alike, so text order is time order)."""
+    return isinstance(updated, str) and isinstance(emitted, str) and updated > emitted
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,31 @@ class ProfileLayout:
         for name in self.json:
             hints[name] = {"data_type": "json"}
         return hints
+
+
+def page_profiles(page: Mapping[str, Any]) -> list[Resource]:
+    """The page's profile resources, as decoded: no copies.
+
+    Their links and relationships are dropped, which would triple the memory of a batch, and
+    their JSON attributes become JSON text (bytes, which decoded JSON never holds).
+    """
+    profiles = [p for p in page.get("data") or () if isinstance(p, dict) and p.get("id")]
+    for profile in profiles:
+        profile.pop("relationships", None)
+        profile.pop("links", None)
+        attributes = profile.get("attributes")
+        if isinstance(attributes, dict):
+            # JSON columns as JSON text now, while the page is fresh in memory: the
+            # nested objects are freed here rather than when the batch is converted
+            for name in _JSON_ATTRIBUTES:
+                value = attributes.get(name)
+                if value is not None:
+                    attributes[name] = json_bytes(value)
+    return profiles
+
+
+_JSON_ATTRIBUTES = (*settings.PROFILE_JSON_ATTRIBUTES, *settings.ADDITIONAL_PROFILE_FIELDS)
+"""Profile attributes loaded as JSON columns (`ProfileLayout.json`)."""
 
 
 def profile_layout(

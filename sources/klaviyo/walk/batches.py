@@ -25,7 +25,7 @@ from ..api.client import ClientFactory
 from ..dates import utc_now
 from ..rows.memory import give_back_memory
 from ..stats import ExtractionStats
-from ..typing import Closure, Member
+from ..typing import Closure, Member, Resource
 from .destination import KnownMemberships
 from .events import Closed, Failed, Finished, Page
 from .plan import SegmentWalk
@@ -68,6 +68,12 @@ class MembershipBatch:
         backfilling: Segments of `finished` whose first load stopped at a checkpoint.
         backfilled: Segments of `finished` whose first load, begun in an earlier run, is
             now complete.
+        refreshed: Segments whose every member was read with its attributes, all in this
+            batch or earlier ones.
+        changed: Profiles of current members read from the account's changed profiles
+            (`walk.changed`), for `profiles` only.
+        changed_read: Where the read of changed profiles started (ISO), on its batches.
+        changed_until: The newest `updated` that read has reached (None: none yet).
         detected_at: The run's time, stamped on leaves, tombstones and reconciliations.
         final: The last batch of the run.
     """
@@ -83,6 +89,10 @@ class MembershipBatch:
     cut: list[str] = field(default_factory=list)
     backfilling: list[str] = field(default_factory=list)
     backfilled: list[str] = field(default_factory=list)
+    refreshed: list[str] = field(default_factory=list)
+    changed: list[Resource] = field(default_factory=list)
+    changed_read: str | None = None
+    changed_until: str | None = None
     final: bool = False
 
     @property
@@ -260,6 +270,9 @@ def _finish(
     if event.reconciled:
         batch.reconciled.append(segment_id)
         stats.segment_reconciled(segment_id)
+    if event.refreshed:
+        batch.refreshed.append(segment_id)
+        stats.segment_refreshed(segment_id)
     if event.vanished:
         vanished.append(segment_id)
     if event.vanished or event.retired:

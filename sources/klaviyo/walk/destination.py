@@ -128,6 +128,25 @@ class KnownMemberships:
                 continue
         return stays
 
+    def current_members(self, profile_ids: Collection[str]) -> set[str]:
+        """The profiles of `profile_ids` with an open stay in any segment (by
+        `segment_memberships`; empty when the reader does not see that table)."""
+        if self._schema is None or MEMBERSHIPS_TABLE not in self._tables or not profile_ids:
+            return set()
+        dataset = self._dataset()
+        relation = _open_stays_relation(
+            dataset, MEMBERSHIPS_TABLE, None, profile_ids, self._account_id
+        )
+        if relation is None:
+            return set()
+        members: set[str] = set()
+        try:
+            for rows in relation.iter_fetch(settings.KNOWN_MEMBERSHIPS_FETCH_ROWS):
+                members.update(profile_id for profile_id, _ in rows)
+        except DatabaseUndefinedRelation:
+            return set()
+        return members
+
     def close(self) -> None:
         """Closes the connections the threads opened; call it when the walks are over."""
         with self._lock:
@@ -187,15 +206,18 @@ def _running_pipeline() -> dlt.Pipeline | None:
 def _open_stays_relation(
     dataset: Any,
     table: str,
-    segment_id: str,
+    segment_id: str | None,
     profile_ids: Collection[str] | None = None,
     account_id: str | None = None,
 ) -> Any | None:
+    """Open stays of `table` in `segment_id` (None: in any segment), as (profile id, join)."""
     columns = dataset.schema.tables.get(table, {}).get("columns", {})
     if not {"segment_id", "profile_id", settings.JOINED_GROUP_AT} <= set(columns):
         return None  # never loaded: nothing is known
-    of_segment = sge.column("segment_id", quoted=True).eq(sge.Literal.string(segment_id))
-    relation = dataset.table(table).where(of_segment)
+    relation = dataset.table(table)
+    if segment_id is not None:
+        of_segment = sge.column("segment_id", quoted=True).eq(sge.Literal.string(segment_id))
+        relation = relation.where(of_segment)
     if account_id is not None:
         if ACCOUNT_ID_COLUMN not in columns:
             raise KlaviyoConfigError(

@@ -45,6 +45,7 @@ class Finished:
             newest `joined_group_at` of the pages already queued (pages come sorted by it).
         deferred: The walk did not start: the run reached a checkpoint first.
         remaining_pages: For a partial walk, an estimate of the pages still to read.
+        refreshed: Every member was read with its attributes (`walk.refresh`).
     """
 
     segment_id: str
@@ -57,6 +58,7 @@ class Finished:
     partial: bool = False
     deferred: bool = False
     remaining_pages: int | None = None
+    refreshed: bool = False
 
 
 @dataclass

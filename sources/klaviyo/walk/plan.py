@@ -14,6 +14,7 @@ from .. import settings
 from ..dates import parse_datetime, utc_now
 from ..typing import Resource
 from .reconcile import ReconcilePolicy
+from .refresh import RefreshPolicy
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class SegmentWalk:
             backfill continues); None: any walked member can.
         behind: Members are known to wait for it: never walked to its end, or its last walk
             stopped at a checkpoint. A run that leaves it undone is not complete.
+        refresh: Every member is read again with its attributes (from the oldest stay
+            compared, or from `start_date`), although the segment has a cursor.
     """
 
     segment_id: str
@@ -51,6 +54,7 @@ class SegmentWalk:
     backfill: bool = False
     rejoins_since: datetime | None = None
     behind: bool = False
+    refresh: bool = False
 
     @property
     def resumable(self) -> bool:
@@ -75,6 +79,8 @@ def plan_walks(
     backfills: Sequence[Mapping[str, str]] = (),
     walked: Sequence[Mapping[str, str]] = (),
     cut: Sequence[Mapping[str, str]] = (),
+    refreshed: Sequence[Mapping[str, str]] = (),
+    refresh: RefreshPolicy | None = None,
 ) -> list[SegmentWalk]:
     """Decides where each segment's walk starts, and which segments are reconciled.
 
@@ -102,6 +108,10 @@ def plan_walks(
             same segments every time.
         cut: One `{segment_id: ISO datetime}` map per table of the segments whose last walk
             a checkpoint stopped: they are behind.
+        refreshed: One `{segment_id: ISO datetime}` map per table of the last walk of every
+            member with attributes (`profiles` only); the oldest counts.
+        refresh: When a segment's members are read again; None: never (a run that does
+            not load `profiles`, or refreshes turned off).
     """
     now = now or utc_now()
     walks = []
@@ -122,6 +132,12 @@ def plan_walks(
             reconcile = cursor is None or catch_up or policy.is_due(segment, last, now)
         elif catch_up and not backfill:
             since = start_date
+        refreshing = False
+        if refresh is not None and cursor is not None and not backfill:
+            last = _oldest(table.get(segment_id) for table in refreshed) if refreshed else None
+            refreshing = refresh.is_due(last, now, reconcile)
+            # It reads every member anyway: it reconciles for free where it may.
+            reconcile = reconcile or (refreshing and policy is not None and policy.allows(segment))
         walks.append(
             SegmentWalk(
                 segment_id,
@@ -132,8 +148,9 @@ def plan_walks(
                 start_date=start_date,
                 rewalk=rewalked,
                 backfill=backfill,
-                rejoins_since=_backfill_start(segment_id, backfills) if backfill else None,
+                rejoins_since=_rejoins_since(segment_id, backfills, backfill, refreshing, cursor),
                 behind=cursor is None or backfill or any(segment_id in t for t in cut),
+                refresh=refreshing,
             )
         )
     return walks
@@ -149,6 +166,20 @@ def _least_recently_walked_first(
         return last or datetime.min.replace(tzinfo=timezone.utc)
 
     return sorted(segments, key=last_walked)
+
+
+def _rejoins_since(
+    segment_id: str,
+    backfills: Sequence[Mapping[str, str]],
+    backfill: bool,
+    refreshing: bool,
+    cursor: datetime | None,
+) -> datetime | None:
+    """`SegmentWalk.rejoins_since`: a refresh reads members below the cursor that earlier
+    walks loaded as they are (a re-join moves `joined_group_at` past the cursor)."""
+    if backfill:
+        return _backfill_start(segment_id, backfills)
+    return cursor if refreshing else None
 
 
 def _backfill_start(segment_id: str, backfills: Sequence[Mapping[str, str]]) -> datetime | None:

@@ -43,6 +43,18 @@ class ReconcilePolicy:
         forced = frozenset(s for s in segments if s != settings.RECONCILE_ALL)
         return cls(every_hours, forced, forced_all, inactive)
 
+    def allows(self, segment: Mapping[str, Any]) -> bool:
+        """Whether `segment` may be reconciled on a walk that reads every member anyway.
+
+        Not while Klaviyo computes it, and not an inactive one unless asked for.
+        """
+        attributes = segment.get("attributes") or {}
+        if attributes.get("is_processing"):
+            return False
+        if segment["id"] in self.forced or self.inactive:
+            return True
+        return attributes.get("is_active") is not False
+
     def is_due(self, segment: Mapping[str, Any], last: datetime | None, now: datetime) -> bool:
         """Whether `segment` is reconciled now, given when it last was (None: never)."""
         attributes = segment.get("attributes") or {}

@@ -26,7 +26,7 @@ from ..api.ratelimit import Interrupted
 from ..dates import format_state_datetime
 from ..exceptions import KlaviyoNotFoundError
 from ..rows.memberships import joined_times
-from ..rows.values import json_bytes
+from ..rows.profiles import page_profiles
 from ..settings import HISTORY_TABLE
 from ..stats import ExtractionStats
 from ..typing import Closure, Resource
@@ -109,6 +109,9 @@ class SegmentWorker:
         if walk.reconcile and self.reconciling and self.known is not None:
             progress.comparison = MembershipComparison(self.known.open_stays(segment_id))
         comparison = progress.comparison
+        if walk.refresh:
+            self._walk_every_member(walk, params, progress)
+            return
         # One bound for both sides: the walk from the cursor reads >= bound, a catch-up < bound.
         bound = filter_bound(walk.since) if walk.since is not None else None
         window = _compared_since(walk, comparison)
@@ -131,7 +134,45 @@ class SegmentWorker:
         newest = progress.newest
         cursor = format_state_datetime(newest) if newest else None
         reconciled = comparison is not None
-        self._put(Finished(segment_id, cursor, reconciled=reconciled, processing=walk.processing))
+        # a first load read every member with its attributes: it counts as a refresh
+        self._put(
+            Finished(
+                segment_id,
+                cursor,
+                reconciled=reconciled,
+                processing=walk.processing,
+                refreshed=walk.cursor is None,
+            )
+        )
+
+    def _walk_every_member(
+        self, walk: SegmentWalk, params: dict[str, str], progress: _Progress
+    ) -> None:
+        """A refresh: reads every member compared (or from `start_date`) with its attributes.
+
+        One walk of the profiles endpoint stands for the id walk of a reconciliation and the
+        catch-up of late joiners: every member it reads is checked off, present or new. Its
+        pages start below the cursor, so a checkpoint does not cut it.
+        """
+        comparison = progress.comparison
+        since = _compared_since(walk, comparison)
+        bound = filter_bound(since) if since is not None else None
+        rejoins = self._rejoins(walk) if comparison is None else None
+        self._fetch_profiles(walk, params, bound, None, progress, rejoins)
+        if comparison is not None:
+            self._put_closures(walk.segment_id, comparison.closures(self.detected_at))
+        if rejoins is not None:
+            self._close_rejoins(walk.segment_id, rejoins)
+        newest = progress.newest
+        self._put(
+            Finished(
+                walk.segment_id,
+                format_state_datetime(newest) if newest else None,
+                reconciled=comparison is not None,
+                processing=walk.processing,
+                refreshed=True,
+            )
+        )
 
     def _stop_at_checkpoint(
         self, walk: SegmentWalk, progress: _Progress, rejoins: dict[str, datetime] | None
@@ -206,7 +247,7 @@ class SegmentWorker:
         request = endpoints.segment_profiles(revision, walk.segment_id, params, since)
         comparison = progress.comparison
         for page in self.client.pages(request):
-            profiles = _profiles(page)
+            profiles = page_profiles(page)
             joined = joined_times(profiles)
             reached = before is not None and any(j is not None and j >= before for j in joined)
             if before is not None:
@@ -249,6 +290,14 @@ class SegmentWorker:
     ) -> None:
         if catch_up and comparison is not None:
             fresh = sum(1 for p in profiles if p["id"] in comparison.late_joiners)
+        elif walk.refresh and comparison is not None:
+            # below the cursor, a member the destination does not hold is a late joiner
+            known, cursor = comparison.known, walk.cursor
+            fresh = sum(
+                1
+                for p, j in zip(profiles, joined, strict=True)
+                if j is not None and (cursor is None or j > cursor or p["id"] not in known)
+            )
         else:
             fresh = sum(
                 1 for j in joined if j is not None and (walk.cursor is None or j > walk.cursor)
@@ -345,28 +394,3 @@ def _remaining_pages(progress: _Progress, now: datetime) -> int | None:
         return None
     share = max((now - newest).total_seconds(), 0.0) / (newest - oldest).total_seconds()
     return math.ceil(progress.pages * share)
-
-
-def _profiles(page: Mapping[str, Any]) -> list[Resource]:
-    """The page's profile resources, as decoded: no copies.
-
-    Their links and relationships are dropped, which would triple the memory of a batch, and
-    their JSON attributes become JSON text (bytes, which decoded JSON never holds).
-    """
-    profiles = [p for p in page.get("data") or () if isinstance(p, dict) and p.get("id")]
-    for profile in profiles:
-        profile.pop("relationships", None)
-        profile.pop("links", None)
-        attributes = profile.get("attributes")
-        if isinstance(attributes, dict):
-            # JSON columns as JSON text now, while the page is fresh in memory: the
-            # nested objects are freed here rather than when the batch is converted
-            for name in _JSON_ATTRIBUTES:
-                value = attributes.get(name)
-                if value is not None:
-                    attributes[name] = json_bytes(value)
-    return profiles
-
-
-_JSON_ATTRIBUTES = (*settings.PROFILE_JSON_ATTRIBUTES, *settings.ADDITIONAL_PROFILE_FIELDS)
-"""Profile attributes loaded as JSON columns (`rows.profiles.ProfileLayout.json`)."""

@@ -1,0 +1,65 @@
+"""When a segment's members are read again with their attributes, so `profiles` stays current.
+
+The walk from a segment's cursor reads a member when it joins, and `joined_group_at` does not
+move when Klaviyo's attributes change (an email, a phone number, a property, a location), so
+without more a `profiles` row would keep the attributes of the join. A refresh walks every
+member of the segment through the profiles endpoint, which brings their attributes as they
+are now and their `joined_group_at`: the same walk a reconciliation needs.
+
+From revision 2024-10-15 the id-only pages hold 100 ids, as many as a profiles page, so a
+reconciliation that walks the profiles instead of the ids costs no extra request, and a due
+reconciliation always refreshes. Before it (2024-06-15) the id pages hold 1,000 and a refresh
+costs ten times the id walk: there it follows its own interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .. import settings
+from ..api import endpoints
+
+
+@dataclass(frozen=True)
+class RefreshPolicy:
+    """Decides, per segment, whether this run walks every member with its attributes.
+
+    Attributes:
+        every_hours: A segment is due when its last refresh is this old (0: every run);
+            None: only segments never refreshed (changed profiles keep the others current).
+        free_with_reconcile: A reconciliation's id walk takes as many requests as walking
+            the profiles: every reconciliation refreshes.
+    """
+
+    every_hours: float | None
+    free_with_reconcile: bool
+
+    @classmethod
+    def for_revision(cls, every_hours: float, revision: str) -> RefreshPolicy:
+        """The policy at `revision`, whose id page size decides what a refresh costs."""
+        page = endpoints.profile_ids_page_size(revision)
+        return cls(every_hours, page <= settings.SEGMENT_PROFILES_PAGE_SIZE)
+
+    @classmethod
+    def first_only(cls) -> RefreshPolicy:
+        """Refreshes only segments never refreshed: changed profiles do the rest."""
+        return cls(None, False)
+
+    def is_due(self, last: datetime | None, now: datetime, reconciles: bool) -> bool:
+        """Whether a segment last refreshed at `last` (None: never) is refreshed now.
+
+        Args:
+            last: Its last refresh; None before the first (rows loaded before refreshes
+                existed hold the attributes of their join: they are due at once).
+            now: The run's time.
+            reconciles: The segment is reconciled on this run anyway.
+        """
+        if reconciles and self.free_with_reconcile:
+            return True
+        if last is None:
+            return True
+        if self.every_hours is None:
+            return False
+        interval = timedelta(hours=self.every_hours)
+        return now - last >= interval * (1 - settings.RECONCILE_DUE_SLACK)
