@@ -202,6 +202,9 @@ class Emulator:
         return self._account.create_profile(**attributes)
 
     def update_profile(self, profile_id: str, **attributes: Any) -> None:
+        """Replace attributes (`email`, `first_name`, a whole `properties` object, ...) of a
+        generated or created profile; `updated` moves to the emulator's clock, and always
+        past its previous value (see `Account.update_profile`)."""
         self._account.update_profile(profile_id, **attributes)
 
     def update_profile_exactly(self, profile_id: str, **attributes: Any) -> None:
@@ -257,7 +260,12 @@ class Emulator:
             return copy_document(self._account.profile_attributes(index))
 
     def profile_ids(self) -> list[str]:
+        """The profiles that are a member of some segment, in id order."""
         return self._account.member_profile_ids()
+
+    def all_profile_ids(self) -> list[str]:
+        """Every profile of the account, members or not, in id order (what get_profiles lists)."""
+        return self._account.all_profile_ids()
 
 
 def _build(name: str, seed: int, profiles: int | None, memberships: int | None) -> datasets.Dataset:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .spec.operations import OPERATIONS, UNSERVED_METHODS, Operation
+from .spec.operations import OPERATIONS, UNSERVED_METHODS
+from .spec.shapes import Operation
 
 _ID = re.compile(r"\{(\w+)\}")
 
@@ -51,6 +52,7 @@ class Route:
     segment_id: str | None = None
     path_known: bool = False
     tag_id: str | None = None
+    profile_id: str | None = None
 
 
 def match(method: str, path: str) -> Route:
@@ -62,6 +64,10 @@ def match(method: str, path: str) -> Route:
         groups = found.groupdict()
         known = method not in route.unserved
         return Route(
-            route.methods.get(method), groups.get("segment_id"), known, groups.get("tag_id")
+            route.methods.get(method),
+            groups.get("segment_id"),
+            known,
+            groups.get("tag_id"),
+            groups.get("profile_id"),
         )
     return Route(None)

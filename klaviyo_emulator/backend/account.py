@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..settings import DEFAULT_TAG_GROUP_NAME
-from ..spec.dates import datetime_to_epoch, epoch_to_datetime, render_epoch
+from ..spec.dates import datetime_to_epoch, epoch_to_datetime, parse_datetime, render_epoch
 from ..spec.operations import ALL_SCOPES
 from ..spec.resources import PROFILE_DEFAULT_FIELDS
 from . import ids
@@ -18,6 +18,7 @@ from .datasets import Dataset
 from .documents import copy_document
 from .memberships import key_epoch, key_index
 from .models import Segment, Tag, TagGroup
+from .ordering import ProfileOrder
 
 WRITABLE_PROFILE_FIELDS = frozenset(PROFILE_DEFAULT_FIELDS)
 
@@ -44,6 +45,10 @@ class Account:
         self._profile_overrides: dict[int, dict[str, Any]] = {}
         self._created_profile_ids: dict[str, int] = {}
         self._created_profile_list: list[str] = []
+        # every profile in get_profiles' sort orders (reads the overrides as they change)
+        self.profile_order = ProfileOrder(self.factory, self._profile_overrides, self.profile_id)
+        # counts profiles created or changed: what was computed from them before is stale
+        self.profile_changes = 0
         self._last_profile_ms = (
             self.factory.created_epoch(self.factory.count - 1) * 1000 if self.factory.count else 0
         )
@@ -180,6 +185,14 @@ class Account:
             return self.factory.profile_id(index)
         return self._created_profile_list[index - self.factory.count]
 
+    def profile_count(self) -> int:
+        """How many profiles the account holds; their indexes are `range(profile_count())`."""
+        return self.factory.count + len(self._created_profile_list)
+
+    def profile_segment_ids(self, index: int) -> list[str]:
+        """The segments a profile is a member of, in the order the account holds segments."""
+        return [s.id for s in self.segments.values() if s.members.contains(index)]
+
     def profile_attributes(self, index: int) -> dict[str, Any]:
         """Default attributes as rendered; callers must not modify the result."""
         override = self._profile_overrides.get(index)
@@ -210,18 +223,30 @@ class Account:
             self._created_profile_list.append(profile_id)
             self._created_profile_ids[profile_id] = index
             self._profile_overrides[index] = document
+            self.profile_changes += 1
             return profile_id
 
     def update_profile(self, profile_id: str, **attributes: Any) -> None:
-        """Replace the given attributes (a whole `properties` or `location` object) and bump `updated`."""
+        """Replace the given attributes (a whole `properties` or `location` object) and bump `updated`.
+
+        `updated` becomes the clock's time, or one second after the profile's previous
+        `updated` when that is not earlier: a change is always newer than what a client saw,
+        also twice in one second. An `updated` among the attributes is kept as given.
+        """
         _check_profile_fields(attributes)
         with self.lock:
             index = self.profile_index(profile_id)
             document = copy_document(self.profile_attributes(index))
+            previous = document.get("updated")
             document.update(copy_document(attributes))
             if "updated" not in attributes:
-                document["updated"] = render_epoch(int(self.now_epoch()))
+                stamp = int(self.now_epoch())
+                seen = parse_datetime(previous) if isinstance(previous, str) else None
+                if seen is not None:
+                    stamp = max(stamp, datetime_to_epoch(seen) + 1)
+                document["updated"] = render_epoch(stamp)
             self._profile_overrides[index] = document
+            self.profile_changes += 1
 
     # --- memberships ----------------------------------------------------------------------------
 
@@ -251,6 +276,11 @@ class Account:
                 self.profile_id(key_index(key)): epoch_to_datetime(key_epoch(key))
                 for key in segment.members.ordered_keys()
             }
+
+    def all_profile_ids(self) -> list[str]:
+        """Every profile's id, in id order (which is index order)."""
+        with self.lock:
+            return [self.profile_id(index) for index in range(self.profile_count())]
 
     def member_profile_ids(self) -> list[str]:
         with self.lock:

@@ -38,6 +38,7 @@ class SegmentMembers:
         self._removed: set[int] = set()
         self._extra: list[int] = []
         self._by_index: dict[int, int] | None = None
+        self._base_indexes: array[int] | None = None
 
     def __len__(self) -> int:
         return len(self._base) - len(self._removed) + len(self._extra)
@@ -45,6 +46,18 @@ class SegmentMembers:
     def key_of(self, profile_index: int) -> int | None:
         """The current key of a profile, or None when it is not a member."""
         return self._index().get(profile_index)
+
+    def contains(self, profile_index: int) -> bool:
+        """True when the profile is a member."""
+        if self._by_index is not None:
+            return profile_index in self._by_index
+        # Unchanged since generation: a sorted copy of the members' profile indexes (4 bytes
+        # each) answers, not the dict a first mutation builds (about 100 bytes a member).
+        if self._base_indexes is None:
+            self._base_indexes = array("I", sorted(key & INDEX_MASK for key in self._base))
+        indexes = self._base_indexes
+        position = bisect_left(indexes, profile_index)
+        return position < len(indexes) and indexes[position] == profile_index
 
     def add(self, profile_index: int, joined_epoch: int) -> None:
         """Add a member, or move an existing member to its new joined_group_at (a re-join)."""
@@ -109,4 +122,5 @@ class SegmentMembers:
         # Built on the first mutation only: most segments are never mutated.
         if self._by_index is None:
             self._by_index = {key & INDEX_MASK: key for key in self.ordered_keys()}
+            self._base_indexes = None
         return self._by_index

@@ -11,37 +11,23 @@ import orjson
 from ..settings import DATASET_ANCHOR, DATASET_SPAN_SECONDS
 from ..spec.dates import render_epoch
 from . import ids
-
-FIRST_NAMES = (
-    "Sarah", "José", "Zoë", "Øyvind", "Saoirse", "Mei", "Ahmed", "Léa", "Jürgen", "Ana",
-    "Chidi", "Priya", "Björn", "Łucja", "Kenji", "Amélie", "Mateo", "Fatima", "Noah", "Siobhán",
-    "李", "Νίκος", "Дмитрий", "Olivia", "Emeka", "Ines", "Tomás", "Yuki", "Aroha", "Grace",
-)  # fmt: skip
-LAST_NAMES = (
-    "Mason", "García", "Müller", "Ødegaard", "O'Brien", "Nguyễn", "Kowalski", "Dubois", "Silva",
-    "Okafor", "Sharma", "Johansson", "Tanaka", "Rossi", "Smith", "Jones", "Papadopoulos", "Ivanova",
-    "Brown", "Wiśniewska", "王", "Fernández", "Cohen", "Hughes", "Kim",
-)  # fmt: skip
-DOMAINS = ("example.com", "example.org", "mail.example.net", "exemple.fr", "beispiel.de")
-ORGANIZATIONS = ("Example Corporation", "Acme Ltd", "Globex", "Initech", "Umbrella Coöperative")
-TITLES = ("Regional Manager", "Engineer", "Buyer", "Founder", "Designer", "Analyst")
-LOCALES = ("en-US", "en-GB", "de-DE", "fr-FR", "es-ES", "ja-JP", "pt-BR")
-PLANS = ("free", "basic", "pro", "enterprise")
-CHANNELS = ("email", "sms", "push")
-FREQUENCIES = ("daily", "weekly", "monthly")
-COLOURS = ("bleu", "grün", "赤", "verde")
-# (city, country, region, zip, timezone, latitude, longitude)
-PLACES = (
-    ("Boston", "United States", "MA", "02110", "America/New_York", 42.3601, -71.0589),
-    ("New York", "United States", "NY", "10017", "America/New_York", 40.7128, -74.006),
-    ("London", "United Kingdom", "England", "EC1A 1BB", "Europe/London", 51.5072, -0.1276),
-    ("Berlin", "Germany", "Berlin", "10115", "Europe/Berlin", 52.52, 13.405),
-    ("São Paulo", "Brazil", "SP", "01000-000", "America/Sao_Paulo", -23.5505, -46.6333),
-    ("Tōkyō", "Japan", "Tokyo", "100-0001", "Asia/Tokyo", 35.6762, 139.6503),
-    ("Montréal", "Canada", "QC", "H2Y 1C6", "America/Toronto", 45.5019, -73.5674),
-    ("Zürich", "Switzerland", "ZH", "8001", "Europe/Zurich", 47.3769, 8.5417),
+from .vocabulary import (
+    CHANNELS,
+    COLOURS,
+    DOMAINS,
+    FIRST_NAMES,
+    FREQUENCIES,
+    LAST_NAMES,
+    LOCALES,
+    ORGANIZATIONS,
+    PHONE_PREFIXES,
+    PLACES,
+    PLANS,
+    TITLES,
 )
-PHONE_PREFIXES = ("+1617", "+1212", "+44770", "+4915", "+5511", "+8190", "+1514", "+4179")
+
+SUBSCRIPTIONS = "profile-subscriptions"  # the hash kind of a profile's subscriptions
+SUPPRESSION_REASON = "HARD_BOUNCE"
 
 
 class _Draws:
@@ -53,9 +39,12 @@ class _Draws:
 
     __slots__ = ("_state", "_seed", "_kind", "_index", "_round")
 
-    def __init__(self, seed: int, kind: str, index: int) -> None:
+    def __init__(self, seed: int, kind: str, index: int, first: bytes | None = None) -> None:
+        """`first`: the first digest, when the caller has it (from an `ids.Digester`)."""
         self._seed, self._kind, self._index, self._round = seed, kind, index, 0
-        self._state = int.from_bytes(ids.digest(seed, kind, index, 64), "big")
+        if first is None:
+            first = ids.digest(seed, kind, index, 64)
+        self._state = int.from_bytes(first, "big")
 
     def next(self, modulo: int) -> int:
         state = self._state
@@ -87,6 +76,7 @@ class ProfileFactory:
         self.step = max(1, (DATASET_SPAN_SECONDS * 9 // 10) // max(count, 1))
         self._core_digest = ids.Digester(seed, "profile", 14)
         self._attributes_digest = ids.Digester(seed, "profile-attributes", 64)
+        self._subscriptions_digest = ids.Digester(seed, SUBSCRIPTIONS, 64)
 
     def created_epoch(self, index: int) -> int:
         return self._core(index)[0]
@@ -122,12 +112,10 @@ class ProfileFactory:
         b = self._attributes_digest(index)
         if created is None:
             created = self._core(index)[0]
-        updated = created + (b[2] << 8 | b[3]) % 60_000 * 60
+        updated = _updated(b, created)
         first, last = b[0] % len(FIRST_NAMES), b[1] % len(LAST_NAMES)
-        email = _NULL
-        if b[4] * 100 >= 8 * 256:
-            email = f'"{_LOCAL_PARTS[first][last]}.{index}@{DOMAINS[b[5] % len(DOMAINS)]}"'
-        external_id = f'"ext-{index:08d}"' if b[8] * 100 < 30 * 256 else _NULL
+        email = _quoted(_email(b, index))
+        external_id = _quoted(_external_id(b, index))
         image = _NULL
         if b[17] * 100 < 10 * 256:
             image = f'"https://images.example.com/avatars/{index}.jpg"'
@@ -135,7 +123,8 @@ class ProfileFactory:
         if b[18] * 100 < 75 * 256:
             last_event = f'"{render_epoch(updated - (b[19] << 8 | b[20]) % 3600)}"'
         return (
-            f'{{"email":{email},"phone_number":{_phone(b, index)},"external_id":{external_id}'
+            f'{{"email":{email},"phone_number":{_quoted(_phone(b, index))}'
+            f',"external_id":{external_id}'
             f',"first_name":{_FIRST_NAMES_JSON[first] if b[9] * 100 < 92 * 256 else _NULL}'
             f',"last_name":{_LAST_NAMES_JSON[last] if b[10] * 100 < 88 * 256 else _NULL}'
             f',"organization":{_pick(_ORGANIZATIONS_JSON, b[12]) if b[11] * 100 < 25 * 256 else _NULL}'
@@ -146,26 +135,35 @@ class ProfileFactory:
             f',"location":{_location(b, index)},"properties":{_properties(b, index)}}}'
         ).encode()
 
+    def updated_epoch(self, index: int) -> int:
+        """`updated` of a generated profile, as epoch seconds."""
+        return _updated(self._attributes_digest(index), self._core(index)[0])
+
+    def identifiers(self, index: int) -> tuple[str | None, str | None, str | None]:
+        """(email, phone_number, external_id) of a generated profile, from one hash."""
+        b = self._attributes_digest(index)
+        return _email(b, index), _phone(b, index), _external_id(b, index)
+
+    def email(self, index: int) -> str | None:
+        return _email(self._attributes_digest(index), index)
+
+    def suppression(self, index: int) -> tuple[str, int] | None:
+        """(reason, epoch) of the profile's email suppression, or None when it has none."""
+        draw, since = self._subscription_draws(index)
+        suppressed = _email_marketing_draws(draw)[3]
+        return (SUPPRESSION_REASON, since) if suppressed else None
+
+    def _subscription_draws(self, index: int) -> tuple[_Draws, int]:
+        """The draws of `subscriptions` and the time its consents date from."""
+        draw = _Draws(self.seed, SUBSCRIPTIONS, index, self._subscriptions_digest(index))
+        return draw, self.created_epoch(index) + draw.next(1000) * 60
+
     def subscriptions(self, index: int, trees: Collection[str]) -> dict[str, Any]:
         """The `subscriptions` additional field with the later sub-trees in `trees` (as
         `spec.resources.profile_trees` names them); the account has no consent in those."""
-        draw = _Draws(self.seed, "profile-subscriptions", index)
-        since = render_epoch(self.created_epoch(index) + draw.next(1000) * 60)
-        email_consent = draw.pick(("SUBSCRIBED", "SUBSCRIBED", "UNSUBSCRIBED", "NEVER_SUBSCRIBED"))
-        email_marketing = {
-            "can_receive_email_marketing": email_consent == "SUBSCRIBED",
-            "consent": email_consent,
-            "consent_timestamp": since if email_consent != "NEVER_SUBSCRIBED" else None,
-            "last_updated": since,
-            "method": draw.pick(("FORM", "API", "MANUAL_IMPORT")),
-            "method_detail": "",
-            "custom_method_detail": None,
-            "double_optin": draw.chance(30) or None,
-            "suppression": (
-                [{"reason": "HARD_BOUNCE", "timestamp": since}] if draw.chance(5) else []
-            ),
-            "list_suppressions": [],
-        }
+        draw, since_epoch = self._subscription_draws(index)
+        since = render_epoch(since_epoch)
+        email_marketing = self._email_marketing(draw, since_epoch)
         sms_marketing = None
         if draw.chance(40):
             sms_consent = draw.pick(("SUBSCRIBED", "UNSUBSCRIBED"))
@@ -191,6 +189,26 @@ class ProfileFactory:
             result["whatsapp"] = {"marketing": None, "transactional": None, "conversational": None}
         return result
 
+    @staticmethod
+    def _email_marketing(draw: _Draws, since_epoch: int) -> dict[str, Any]:
+        """`subscriptions.email.marketing`, taking its draws from `draw`."""
+        since = render_epoch(since_epoch)
+        consent, method, double_optin, suppressed = _email_marketing_draws(draw)
+        return {
+            "can_receive_email_marketing": consent == "SUBSCRIBED",
+            "consent": consent,
+            "consent_timestamp": since if consent != "NEVER_SUBSCRIBED" else None,
+            "last_updated": since,
+            "method": method,
+            "method_detail": "",
+            "custom_method_detail": None,
+            "double_optin": double_optin,
+            "suppression": (
+                [{"reason": SUPPRESSION_REASON, "timestamp": since}] if suppressed else []
+            ),
+            "list_suppressions": [],
+        }
+
     def predictive_analytics(self, index: int, trees: Collection[str]) -> dict[str, Any]:
         """The `predictive_analytics` additional field with the later sub-trees in `trees`."""
         draw = _Draws(self.seed, "profile-predictive", index)
@@ -215,6 +233,13 @@ class ProfileFactory:
         if "predictive_analytics.ranked_channel_affinity" in trees:
             result["ranked_channel_affinity"] = None
         return result
+
+
+def _email_marketing_draws(draw: _Draws) -> tuple[str, str, bool | None, bool]:
+    """(consent, method, double_optin, suppressed) of `subscriptions.email.marketing`."""
+    consent = draw.pick(("SUBSCRIBED", "SUBSCRIBED", "UNSUBSCRIBED", "NEVER_SUBSCRIBED"))
+    method = draw.pick(("FORM", "API", "MANUAL_IMPORT"))
+    return consent, method, draw.chance(30) or None, draw.chance(5)
 
 
 def _json(value: Any) -> str:
@@ -249,13 +274,34 @@ def _pick(options: tuple[str, ...], byte: int) -> str:
     return options[byte % len(options)]
 
 
-def _phone(b: bytes, index: int) -> str:
+def _quoted(text: str | None) -> str:
+    """A generated identifier as JSON: none holds a character JSON escapes."""
+    return _NULL if text is None else f'"{text}"'
+
+
+def _updated(b: bytes, created: int) -> int:
+    return created + (b[2] << 8 | b[3]) % 60_000 * 60
+
+
+def _email(b: bytes, index: int) -> str | None:
+    if b[4] * 100 < 8 * 256:
+        return None
+    first, last = b[0] % len(FIRST_NAMES), b[1] % len(LAST_NAMES)
+    return f"{_LOCAL_PARTS[first][last]}.{index}@{DOMAINS[b[5] % len(DOMAINS)]}"
+
+
+def _external_id(b: bytes, index: int) -> str | None:
+    return f"ext-{index:08d}" if b[8] * 100 < 30 * 256 else None
+
+
+def _phone(b: bytes, index: int) -> str | None:
     if b[6] * 100 < 45 * 256:
-        return _NULL
+        return None
     prefix = PHONE_PREFIXES[b[7] % len(PHONE_PREFIXES)]
+    # The last seven digits are the index (modulo 10^7): `lookup` finds a profile by them.
     number = f"{prefix}{index % 10_000_000:07d}"
     # North American numbers have 10 digits after the +1.
-    return f'"{number[:12]}"' if prefix.startswith("+1") else f'"{number}"'
+    return number[:12] if prefix.startswith("+1") else number
 
 
 def _place_json(place: tuple[Any, ...], coordinates: str) -> str:

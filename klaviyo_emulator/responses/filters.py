@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..spec import operations
+from ..spec import operations, shapes
 from ..spec.dates import parse_datetime
 from ..spec.revisions import served
 
@@ -213,7 +213,7 @@ def allowed_fields(operation: str, revision: str) -> dict[str, tuple[str, ...]]:
 
 
 @functools.lru_cache(maxsize=256)
-def _allowed(operation: str, revision: str) -> dict[str, operations.Filter]:
+def _allowed(operation: str, revision: str) -> dict[str, shapes.Filter]:
     try:
         filters = operations.find(operation).params.filters
     except KeyError:
@@ -261,16 +261,16 @@ def _check_value(condition: Condition, kind: str) -> None:
 
 
 def _check_scalar(condition: Condition, value: object, kind: str) -> None:
-    if kind == operations.DATETIME and not isinstance(value, datetime):
+    if kind == shapes.DATETIME and not isinstance(value, datetime):
         raise FilterError(
             f"Invalid filter provided. '{condition.field}' takes an unquoted datetime "
             "such as 2024-01-01T00:00:00Z."
         )
-    if kind == operations.BOOLEAN and not isinstance(value, bool):
+    if kind == shapes.BOOLEAN and not isinstance(value, bool):
         raise FilterError(
             f"Invalid filter provided. '{condition.field}' takes an unquoted true or false."
         )
-    if kind == operations.STRING and not isinstance(value, str):
+    if kind == shapes.STRING and not isinstance(value, str):
         raise FilterError(
             f"Invalid filter provided. '{condition.field}' takes a quoted string value."
         )

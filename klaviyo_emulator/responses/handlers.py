@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..backend.account import Account
-from ..spec.operations import OPERATIONS, Operation
+from ..spec.operations import OPERATIONS
+from ..spec.shapes import Operation
 from .members import MemberResponses
+from .profiles import ProfileResponses
 from .request import Request, Result
 from .segments import SegmentResponses
 from .tags import TagResponses
@@ -19,7 +21,12 @@ class Handlers:
 
     def __init__(self, account: Account) -> None:
         self.account = account
-        groups = (SegmentResponses(account), MemberResponses(account), TagResponses(account))
+        groups = (
+            SegmentResponses(account),
+            MemberResponses(account),
+            TagResponses(account),
+            ProfileResponses(account),
+        )
         self._handlers: dict[str, Handler] = {}
         for operation in OPERATIONS:
             found = [

@@ -14,12 +14,7 @@ from ..spec.dates import epoch_to_datetime
 from . import cursors, filters, paging
 from .base import Responses, page_links
 from .errors import invalid_cursor
-from .render import (
-    ProfileFragments,
-    profile_resource_json,
-    profile_template,
-    select_profile_attributes,
-)
+from .profile_render import ProfileFragments, profile_json, profile_template, relationship_names
 from .request import Request, Result
 
 
@@ -46,12 +41,14 @@ class MemberResponses(Responses):
             with_joined,
         )
         cache, mutated = self.fragments, self.account.mutated_profiles()
-        base, template = cache.shape_base(shape), profile_template(ctx)
+        base = cache.shape_base(shape)
+        template = profile_template(ctx, relationship_names(ctx, conversations=False))
         chunks = cache.get_many([base | key for key in page.keys])
         for position, key in enumerate(page.keys):
             fresh = mutated and (key & INDEX_MASK) in mutated
             if chunks[position] is None or fresh:
-                chunk = self._profile_json(request, template, key, with_joined)
+                joined = key_epoch(key) if with_joined else None
+                chunk = profile_json(self.account, request, template, key & INDEX_MASK, joined)
                 if not fresh:
                     cache.put(base | key, chunk)
                 chunks[position] = chunk
@@ -102,34 +99,3 @@ class MemberResponses(Responses):
             "push_token": None,
             "_kx": None,
         }
-
-    def _profile_json(
-        self, request: Request, template: list[bytes], key: int, with_joined: bool
-    ) -> bytes:
-        index = key & INDEX_MASK
-        query, account = request.query, self.account
-        joined = key_epoch(key) if with_joined else None
-        default_shape = query.fields.get("profile") is None and not query.additional
-        if default_shape and not account.is_mutated_profile(index):
-            # A generated profile in the usual shape: straight to JSON, no dict in between.
-            profile_id, created = account.factory.identity(index)
-            encoded = account.factory.attributes_json(index, created)
-            return profile_resource_json(template, profile_id, encoded, joined)
-        encoded = orjson.dumps(self._profile_attributes(request, index))
-        return profile_resource_json(template, account.profile_id(index), encoded, joined)
-
-    def _profile_attributes(self, request: Request, index: int) -> dict[str, Any]:
-        query = request.query
-        attributes = self.account.profile_attributes(index)
-        if query.additional:
-            attributes = dict(attributes)
-            trees = request.ctx.profile_trees
-            factory = self.account.factory
-            if "subscriptions" in query.additional:
-                attributes["subscriptions"] = factory.subscriptions(index, trees)
-            if "predictive_analytics" in query.additional:
-                attributes["predictive_analytics"] = factory.predictive_analytics(index, trees)
-        fields = query.fields.get("profile")
-        if fields is not None:
-            fields = tuple(f for f in fields if f != "joined_group_at")
-        return select_profile_attributes(attributes, fields)

@@ -1,4 +1,4 @@
-"""Keyset pagination over segment members and over the segment list, plus page links."""
+"""Keyset pagination over segment members, lists in memory and any ordered walk, plus page links."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def member_page(
             keys = members.scan(start, high, descending=True)
         return keys if predicate is None else (key for key in keys if predicate(key))
 
-    return _page(walk, size, cursor, scope)
+    return keyset_page(walk, size, cursor, scope)
 
 
 def list_page(
@@ -84,15 +84,24 @@ def list_page(
         position = len(ordered) if after is None else bisect_left(ordered, after)
         return reversed(ordered[:position])
 
-    return _page(walk, size, cursor, scope)
+    return keyset_page(walk, size, cursor, scope)
 
 
-def _page(
+def keyset_page(
     walk: Callable[[Any, bool], Iterator[Any]],
     size: int,
     cursor: cursors.Cursor | None,
     scope: str,
 ) -> Page:
+    """A page of `size` keys from a listing, and the cursors around it.
+
+    Args:
+        walk: `walk(after, forward)` gives the listing's keys strictly after the position
+            `after` (None: from the start), in listing order when `forward`, else reversed.
+        size: The page size.
+        cursor: Where the page starts; None for the first page.
+        scope: The listing the cursors are valid for.
+    """
     position = _position(cursor)
     if cursor is None or cursor.direction == cursors.NEXT:
         found = list(islice(walk(position, True), size + 1))

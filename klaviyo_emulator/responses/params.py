@@ -63,6 +63,10 @@ def accepts(name: str, revision: str) -> Accepts:
         family: resources.family_fields(family, revision)
         for family in served(params.fields, revision)
     }
+    if params.extra_fields is not None:
+        family, names = params.extra_fields
+        if family in families:
+            families[family] = families[family] | frozenset(names)
     additional = None
     if params.additional is not None:
         family, names = params.additional

@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..spec import resources
-from ..spec.revisions import FLOW_TRIGGERS_FROM, PROFILE_PUSH_TOKENS_FROM, since
+from ..spec.revisions import (
+    FLOW_TRIGGERS_FROM,
+    PROFILE_CONVERSATIONS_FROM,
+    PROFILE_PUSH_TOKENS_FROM,
+    since,
+)
 from .paging import page_link
 from .params import Query
 
@@ -30,8 +35,13 @@ class Context:
 
     @property
     def push_tokens(self) -> bool:
-        """Segment members have a `push-tokens` relationship."""
+        """Profiles (segment members too) have a `push-tokens` relationship."""
         return since(self.revision, PROFILE_PUSH_TOKENS_FROM)
+
+    @property
+    def conversations(self) -> bool:
+        """Profiles of get_profiles and get_profile have a `conversations` relationship."""
+        return since(self.revision, PROFILE_CONVERSATIONS_FROM)
 
     @property
     def profile_trees(self) -> frozenset[str]:
@@ -50,6 +60,7 @@ class Request:
     segment_id: str | None
     body: bytes
     tag_id: str | None = None
+    profile_id: str | None = None
 
     @property
     def self_link(self) -> str:

@@ -1,28 +1,40 @@
 """Every operation the emulator serves, one row each: the one table the rest reads.
 
-A row holds the method and path, the key scopes, the rate-limit tier and daily cap, the query
-parameters and filters it accepts, its later name, and the revisions that have it. Routing
-(`urls`), the scope check and the limiter (`wire`), parameter validation and the handler lookup
-(`responses`) all come from here. Names are those of revision 2024-06-15 (API-NOTES §1): what
+A row (`shapes.Operation`) holds the method and path, the key scopes, the rate-limit tier and
+daily cap, the query parameters and filters it accepts, its later name, and the revisions that
+have it. Routing (`urls`), the scope check and the limiter (`wire`), parameter validation and
+the handler lookup (`responses`) all come from here. Names are those of revision 2024-06-15 (API-NOTES §1): what
 `emu.stats.requests` counts by, and what the source's settings call the operations.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from .resources import MEMBER_FIELDS
 from .revisions import (
     FIRST,
     FLOW_TRIGGERS_FROM,
-    L_STEADY_750_FROM,
+    PROFILE_CONVERSATION_FROM,
+    PROFILE_CONVERSATIONS_FROM,
     PROFILE_ID_FILTER_FROM,
+    PROFILE_INCLUDE_LIMITS_FROM,
+    PROFILES_INCLUDE_FROM,
+    PROFILES_PUSH_TOKEN_FIELDS_FROM,
     RELATIONSHIPS_PAGE_100_FROM,
     SEGMENT_WRITE_FIELDS_FROM,
     SEGMENTS_PAGE_SIZE_FROM,
     TAGS_PAGE_SIZE_FROM,
     Since,
-    between,
-    latest,
+)
+from .shapes import (
+    ANY_EQUALS,
+    BOOLEAN,
+    DATETIME,
+    DATETIME_RANGE,
+    Filter,
+    Operation,
+    Paging,
+    ParameterTier,
+    Params,
 )
 
 SEGMENTS_READ = "segments:read"
@@ -32,84 +44,9 @@ TAGS_READ = "tags:read"
 FLOWS_READ = "flows:read"
 ALL_SCOPES = frozenset({SEGMENTS_READ, SEGMENTS_WRITE, PROFILES_READ, TAGS_READ, FLOWS_READ})
 
-# tier -> (burst per second, steady per minute), oldest revision first (API-NOTES §10)
-TIERS: dict[str, tuple[Since[tuple[int, int]], ...]] = {
-    "XS": (Since(FIRST, (1, 15)),),
-    "S": (Since(FIRST, (3, 60)),),
-    "L": (Since(FIRST, (75, 700)), Since(L_STEADY_750_FROM, (75, 750))),
-}
-
-# value types of filterable fields
-STRING, BOOLEAN, DATETIME = "string", "boolean", "datetime"
-ANY_EQUALS = ("any", "equals")
-DATETIME_RANGE = ("greater-or-equal", "greater-than", "less-or-equal", "less-than")
-
-
-@dataclass(frozen=True)
-class Filter:
-    """A filterable field: the operators it takes and the type of its values."""
-
-    field: str
-    operators: tuple[str, ...]
-    kind: str = STRING
-
-
-@dataclass(frozen=True)
-class Paging:
-    """A paged listing: the page size, and from which revision `page[size]` may change it."""
-
-    default: int
-    maximum: tuple[Since[int], ...]
-    size_from: str = FIRST
-
-
-@dataclass(frozen=True)
-class Params:
-    """The query parameters of an operation; `Since` entries from their revision on.
-
-    `fields` names the families of `fields[...]` (see `resources`); the additional fields are
-    also valid in their family's `fields[...]`.
-    """
-
-    fields: tuple[str | Since[str], ...] = ()
-    include: tuple[str | Since[str], ...] = ()
-    additional: tuple[str, tuple[str, ...]] | None = None  # (family, names)
-    sorts: tuple[str, ...] = ()
-    filters: tuple[Filter | Since[Filter], ...] = ()
-    paging: Paging | None = None
-
-
-@dataclass(frozen=True, eq=False)
-class Operation:
-    """One served operation. `additional_tier`: requests with `additional-fields` also count
-    against a stricter bucket of that tier, one per field, shared by every operation."""
-
-    name: str
-    method: str
-    path: str  # `{segment_id}` and `{tag_id}` stand for ids
-    scopes: frozenset[str]
-    tier: str
-    params: Params = Params()
-    daily_cap: int | None = None
-    additional_tier: str | None = None
-    alias: str | None = None  # its name (operationId) from 2024-10-15 on
-    first: str = FIRST  # before it, Klaviyo answers 404 "No valid revisions found for method"
-    last: str | None = None
-
-    def served_at(self, revision: str) -> bool:
-        return between(revision, self.first, self.last)
-
-    def limits(self, revision: str) -> tuple[int, int]:
-        """(burst per second, steady per minute) of its tier at a revision."""
-        return tier_limits(self.tier, revision)
-
-
-def tier_limits(tier: str, revision: str) -> tuple[int, int]:
-    return latest(TIERS[tier], revision)
-
-
 SEGMENT = "/api/segments/{segment_id}"
 TAG = "/api/tags/{tag_id}"
+PROFILE = "/api/profiles/{profile_id}"
 SEGMENT_SORTS = ("created", "-created", "id", "-id", "name", "-name", "updated", "-updated")
 TAG_SORTS = ("id", "-id", "name", "-name")
 MEMBER_SORTS = ("joined_group_at", "-joined_group_at")
@@ -124,6 +61,40 @@ MEMBER_FILTERS = (
     Since(PROFILE_ID_FILTER_FROM, Filter("profile_id", ANY_EQUALS)),
 )
 MEMBER_PAGE_DEFAULT = 20
+SUPPRESSION = "subscriptions.email.marketing.suppression"
+LIST_SUPPRESSIONS = "subscriptions.email.marketing.list_suppressions"
+PROFILE_SORTS = tuple(
+    sign + name
+    for name in (
+        "created",
+        "email",
+        "id",
+        "updated",
+        f"{LIST_SUPPRESSIONS}.timestamp",
+        f"{SUPPRESSION}.timestamp",
+    )
+    for sign in ("", "-")
+)
+PROFILE_FILTERS = (
+    Filter("id", ANY_EQUALS),
+    Filter("email", ANY_EQUALS),
+    Filter("phone_number", ANY_EQUALS),
+    Filter("external_id", ANY_EQUALS),
+    Filter("_kx", ("equals",)),
+    Filter("created", ("greater-than", "less-than"), DATETIME),
+    Filter("updated", ("greater-than", "less-than"), DATETIME),
+    Filter(f"{LIST_SUPPRESSIONS}.reason", ("equals",)),
+    Filter(f"{LIST_SUPPRESSIONS}.timestamp", DATETIME_RANGE, DATETIME),
+    Filter(f"{LIST_SUPPRESSIONS}.list_id", ("equals",)),
+    Filter(f"{SUPPRESSION}.reason", ("equals",)),
+    Filter(f"{SUPPRESSION}.timestamp", DATETIME_RANGE, DATETIME),
+)
+PROFILE_ADDITIONAL = ("profile", ("subscriptions", "predictive_analytics"))
+# The related resources a profile can include, by revision (API-NOTES §1: the specs' history).
+CONVERSATION_INCLUDES = (
+    Since(PROFILE_CONVERSATION_FROM, "conversation", until=PROFILE_CONVERSATIONS_FROM),
+    Since(PROFILE_CONVERSATIONS_FROM, "conversations"),
+)
 SEGMENT_WRITE = Params(fields=(Since(SEGMENT_WRITE_FIELDS_FROM, "segment"),))
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -168,7 +139,7 @@ OPERATIONS: tuple[Operation, ...] = (
             include=SEGMENT_INCLUDES,
             additional=("segment", ("profile_count",)),
         ),
-        additional_tier="XS",
+        parameter_tiers=(ParameterTier("additional-fields[segment]", "profile_count", "XS"),),
     ),
     Operation(
         "update_segment",
@@ -188,7 +159,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "L",
         Params(
             fields=("profile",),
-            additional=("profile", ("subscriptions", "predictive_analytics")),
+            extra_fields=("profile", MEMBER_FIELDS),
+            additional=PROFILE_ADDITIONAL,
             sorts=MEMBER_SORTS,
             filters=MEMBER_FILTERS,
             paging=Paging(MEMBER_PAGE_DEFAULT, (Since(FIRST, 100),)),
@@ -277,11 +249,65 @@ OPERATIONS: tuple[Operation, ...] = (
         "S",
         alias="get_segment_ids_for_tag",
     ),
+    Operation(
+        "get_profiles",
+        "GET",
+        "/api/profiles",
+        frozenset({PROFILES_READ}),
+        "L",
+        Params(
+            fields=(
+                "profile",
+                Since(PROFILES_PUSH_TOKEN_FIELDS_FROM, "push-token"),
+                Since(PROFILE_CONVERSATION_FROM, "conversation"),
+            ),
+            include=(
+                Since(PROFILES_INCLUDE_FROM, "lists", until=PROFILES_PUSH_TOKEN_FIELDS_FROM),
+                Since(PROFILES_INCLUDE_FROM, "push-tokens"),
+                Since(PROFILES_INCLUDE_FROM, "segments", until=PROFILES_PUSH_TOKEN_FIELDS_FROM),
+                *CONVERSATION_INCLUDES,
+            ),
+            additional=PROFILE_ADDITIONAL,
+            sorts=PROFILE_SORTS,
+            filters=PROFILE_FILTERS,
+            paging=Paging(MEMBER_PAGE_DEFAULT, (Since(FIRST, 100),)),
+        ),
+        parameter_tiers=(ParameterTier("additional-fields[profile]", "predictive_analytics", "M"),),
+    ),
+    Operation(
+        "get_profile",
+        "GET",
+        PROFILE,
+        frozenset({PROFILES_READ}),
+        "L",
+        Params(
+            fields=(
+                "profile",
+                "list",
+                "segment",
+                Since(PROFILES_INCLUDE_FROM, "push-token"),
+                Since(PROFILE_CONVERSATION_FROM, "conversation"),
+            ),
+            include=(
+                "lists",
+                "segments",
+                Since(PROFILES_INCLUDE_FROM, "push-tokens"),
+                *CONVERSATION_INCLUDES,
+            ),
+            additional=PROFILE_ADDITIONAL,
+        ),
+        parameter_tiers=(
+            ParameterTier("include", "lists", "XS", PROFILE_INCLUDE_LIMITS_FROM),
+            ParameterTier("include", "segments", "XS", PROFILE_INCLUDE_LIMITS_FROM),
+        ),
+    ),
 )
 
 # Methods the official API has on served paths that the emulator does not serve: they answer
 # 404 like any other unserved operation, not 405 (which would say Klaviyo has no such method).
 UNSERVED_METHODS: dict[str, frozenset[str]] = {
+    "/api/profiles": frozenset({"POST"}),
+    PROFILE: frozenset({"PATCH"}),
     "/api/tags": frozenset({"POST"}),
     TAG: frozenset({"PATCH", "DELETE"}),
     TAG + "/relationships/segments": frozenset({"POST", "DELETE"}),

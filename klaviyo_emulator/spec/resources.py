@@ -32,6 +32,34 @@ SEGMENT_FIELDS = (
 TAG_FIELDS = ("name",)
 TAG_GROUP_FIELDS = ("default", "exclusive", "name")
 FLOW_FIELDS = ("archived", "created", "name", "status", "trigger_type", "updated")
+LIST_FIELDS = ("name", "created", "updated", "opt_in_process")
+PUSH_TOKEN_METADATA_FIELDS = (
+    "app_build",
+    "app_id",
+    "app_name",
+    "app_version",
+    "device_id",
+    "device_model",
+    "environment",
+    "klaviyo_sdk",
+    "manufacturer",
+    "os_name",
+    "os_version",
+    "sdk_version",
+)
+PUSH_TOKEN_FIELDS = (
+    "background",
+    "created",
+    "enablement_status",
+    "metadata",
+    *(f"metadata.{name}" for name in PUSH_TOKEN_METADATA_FIELDS),
+    "platform",
+    "recorded_date",
+    "token",
+    "vendor",
+)
+# The family appears with 2026-04-15, whose sparse fieldsets all take `id`.
+CONVERSATION_FIELDS = ("channel", "id")
 
 LOCATION_FIELDS = (
     "address1",
@@ -94,10 +122,11 @@ SMS_MARKETING_FIELDS = (
     "method_detail",
     "last_updated",
 )
-# The `fields[profile]` names of revision 2024-06-15 (of a segment member, so with joined_group_at).
+# A segment member's attribute besides a profile's, also in its `fields[profile]`.
+MEMBER_FIELDS = ("joined_group_at",)
+# The `fields[profile]` names of revision 2024-06-15 (segment members add MEMBER_FIELDS).
 PROFILE_FIELDS = (
     *PROFILE_DEFAULT_FIELDS,
-    "joined_group_at",
     *PROFILE_ADDITIONAL_FIELDS,
     *(f"location.{name}" for name in LOCATION_FIELDS),
     *(f"predictive_analytics.{name}" for name in PREDICTIVE_FIELDS),
@@ -125,6 +154,9 @@ FAMILIES: dict[str, tuple[str | Since[str], ...]] = {
     "tag-group": (*TAG_GROUP_FIELDS, Since(SPARSE_ID_FROM, "id")),
     "flow": (*FLOW_FIELDS, Since(SPARSE_ID_FROM, "id")),
     "profile": (*PROFILE_FIELDS, Since(PROFILE_ID_FIELD_FROM, "id")),
+    "list": (*LIST_FIELDS, Since(SPARSE_ID_FROM, "id")),
+    "push-token": (*PUSH_TOKEN_FIELDS, Since(SPARSE_ID_FROM, "id")),
+    "conversation": CONVERSATION_FIELDS,
 }
 # family -> sub-trees accepted with everything below them
 FAMILY_TREES: dict[str, tuple[str | Since[str], ...]] = {"profile": PROFILE_TREES}

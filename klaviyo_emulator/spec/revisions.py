@@ -43,12 +43,17 @@ REVISION_PATTERN = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:\.([A-Za-z0-9_-]+))?$")
 PROFILE_MOBILE_PUSH_FROM = "2024-07-15"
 # include=flow-triggers, fields[flow], relationships.flow-triggers, the flow-trigger endpoints
 FLOW_TRIGGERS_FROM = "2024-10-15"
+# get_profile: include=lists and include=segments each also count against a 1/s, 15/m bucket
+PROFILE_INCLUDE_LIMITS_FROM = "2024-10-15"
 # get_segment_relationships_profiles: page[size] max 1000 -> 100
 RELATIONSHIPS_PAGE_100_FROM = "2024-10-15"
 # `subscriptions.sms.transactional`
 PROFILE_SMS_TRANSACTIONAL_FROM = "2024-10-15"
-# the `push-tokens` relationship of a segment member
+# the `push-tokens` relationship of a profile (segment members, get_profiles, get_profile)
 PROFILE_PUSH_TOKENS_FROM = "2025-01-15"
+# get_profiles: `include` (lists, push-tokens, segments); get_profile: include=push-tokens and
+# fields[push-token]
+PROFILES_INCLUDE_FROM = "2025-04-15"
 # `subscriptions.whatsapp`
 PROFILE_WHATSAPP_FROM = "2025-07-15"
 # `predictive_analytics.ranked_channel_affinity`
@@ -59,6 +64,8 @@ PROFILE_ID_FILTER_FROM = "2025-10-15"
 L_STEADY_750_FROM = "2026-01-15"
 # `is_active` writable by update_segment
 SEGMENT_IS_ACTIVE_WRITABLE_FROM = "2026-01-15"
+# get_profiles: include=lists and include=segments gone, fields[push-token] added
+PROFILES_PUSH_TOKEN_FIELDS_FROM = "2026-01-15"
 # `id` in fields[profile]
 PROFILE_ID_FIELD_FROM = "2026-04-15"
 # `subscriptions.email.open_tracking`
@@ -71,14 +78,19 @@ SEGMENTS_PAGE_SIZE_FROM = "2026-04-15"
 TAGS_PAGE_SIZE_FROM = "2026-04-15"
 # fields[segment] on create_segment and update_segment
 SEGMENT_WRITE_FIELDS_FROM = "2026-04-15"
+# include=conversation and fields[conversation] on get_profiles and get_profile
+PROFILE_CONVERSATION_FROM = "2026-04-15"
+# include=conversation renamed include=conversations; a profile's `conversations` relationship
+PROFILE_CONVERSATIONS_FROM = "2026-07-15"
 
 
 @dataclass(frozen=True)
 class Since(Generic[T]):
-    """`value`, from revision `first` on."""
+    """`value`, from revision `first` on; with `until`, only before that revision."""
 
     first: str
     value: T
+    until: str | None = None
 
 
 def since(revision: str, first: str) -> bool:
@@ -87,11 +99,13 @@ def since(revision: str, first: str) -> bool:
 
 
 def served(items: Iterable[T | Since[T]], revision: str) -> tuple[T, ...]:
-    """The items a revision has, in order: plain items always, `Since` items from their first."""
+    """The items a revision has, in order: plain items always, `Since` items from their first
+    (and before their `until`)."""
     return tuple(
         (item.value if isinstance(item, Since) else item)
         for item in items
-        if not isinstance(item, Since) or since(revision, item.first)
+        if not isinstance(item, Since)
+        or (since(revision, item.first) and (item.until is None or not since(revision, item.until)))
     )
 
 

@@ -158,7 +158,9 @@ class Dispatcher:
             slash=path.endswith("/"),
             revision=revision,
         )
-        request = Request(ctx, path, raw_query, query, route.segment_id, body, route.tag_id)
+        request = Request(
+            ctx, path, raw_query, query, route.segment_id, body, route.tag_id, route.profile_id
+        )
         status, payload = self.handlers.run(operation, request)
         return Response(status, payload, dict(decision.headers))
 

@@ -1,9 +1,10 @@
 """Klaviyo's per-account rate limits: fixed burst (1 s) and steady (60 s) windows per bucket.
 
 Every operation has its own bucket sized by its tier (API-NOTES §10), and some a daily cap, as
-`spec.operations` gives them. Requests with `additional-fields` on an operation that has an
-`additional_tier` (`additional-fields[segment]=profile_count`) also count against a stricter
-bucket per field. A request passes only if every bucket it touches has room; a rejected request
+`spec.operations` gives them. Requests using a parameter value the operation lists in its
+`parameter_tiers` (`additional-fields[segment]=profile_count`, `include=segments`, ...) also
+count against a stricter bucket per value, shared by every operation that has it. A request
+passes only if every bucket it touches has room; a rejected request
 consumes nothing. In a scaled mode the windows shrink by the scale factor while the counts stay,
 so tests see real 429 behaviour in a fraction of the time.
 """
@@ -19,7 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..spec import operations
+from ..spec import operations, shapes
+from ..spec.revisions import since
 
 # window lengths in (scaled) seconds; the longer ones are whole multiples of the burst second
 STEADY_WINDOW = 60
@@ -92,7 +94,7 @@ def limits_for(operation: str, revision: str, query: Mapping[str, str]) -> list[
     `operation` is a name or a later name (alias) of an operation.
     """
     bucket = _operation_limit(operation, revision[:10])
-    extra = _additional_limits(bucket[0], revision[:10], query)
+    extra = _parameter_limits(bucket[0], revision[:10], query)
     return [bucket, *extra] if extra else [bucket]
 
 
@@ -103,17 +105,15 @@ def _operation_limit(name: str, revision: str) -> tuple[str, Limit]:
     return operation.name, Limit(burst, steady, operation.daily_cap)
 
 
-def _additional_limits(
+def _parameter_limits(
     name: str, revision: str, query: Mapping[str, str]
 ) -> list[tuple[str, Limit]]:
-    operation = operations.BY_NAME[name]
-    additional = operation.params.additional
-    if operation.additional_tier is None or additional is None:
-        return []
-    family, names = additional
-    asked = _split(query.get(f"additional-fields[{family}]", ""))
-    limit = Limit(*operations.tier_limits(operation.additional_tier, revision))
-    return [(f"additional-fields[{family}]={field}", limit) for field in names if field in asked]
+    limits = []
+    for tier in operations.BY_NAME[name].parameter_tiers:
+        if since(revision, tier.first) and tier.value in _split(query.get(tier.parameter, "")):
+            limit = Limit(*shapes.tier_limits(tier.tier, revision))
+            limits.append((f"{tier.parameter}={tier.value}", limit))
+    return limits
 
 
 def _split(value: str) -> list[str]:

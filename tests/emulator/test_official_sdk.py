@@ -64,6 +64,25 @@ def test_members_paged_with_page_cursor(emu: Emulator, sdk: Any) -> None:
     assert [pid for page in ids for pid in page] == expected
 
 
+def test_profiles_paged_with_page_cursor(emu: Emulator, sdk: Any) -> None:
+    watermark = emu.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    emu.advance_clock(60)
+    changed = emu.all_profile_ids()[5]
+    emu.update_profile(changed, first_name="Via SDK")
+    pages = _walk(sdk.Profiles.get_profiles, page_size=7, sort="updated")
+    ids = [pid for page in pages for pid in page]
+    assert len(pages) > 1 and len(ids) == len(set(ids))
+    assert sorted(ids) == emu.all_profile_ids() and ids[-1] == changed
+    newer = sdk.Profiles.get_profiles(filter=f"greater-than(updated,{watermark})")
+    assert [profile.id for profile in newer.data] == [changed]
+    extra = sdk.Profiles.get_profiles(
+        additional_fields_profile=["subscriptions", "predictive_analytics"], page_size=3
+    )
+    assert extra.data[0].attributes.subscriptions.email.marketing.consent
+    one = sdk.Profiles.get_profile(changed, include=["segments"])
+    assert one.data.attributes.first_name == "Via SDK"
+
+
 def test_flow_triggers(emu: Emulator, sdk: Any) -> None:
     segment_id = _tagged_segment(emu)
     assert sdk.Segments.get_flow_triggers_for_segment(segment_id).data == []
@@ -125,6 +144,10 @@ def test_every_operation_at_2024_06_15(emu: Emulator, old_sdk: Any) -> None:
     assert sdk.Tags.get_tag(tag_id).data.id == tag_id
     assert segment_id in {s.id for s in sdk.Tags.get_segment_ids_for_tag(tag_id).data}
     assert sorted(t for page in _walk(sdk.Tags.get_tags) for t in page) == sorted(emu.tag_ids())
+    profiles = _walk(sdk.Profiles.get_profiles, page_size=25, sort="-updated")
+    assert len(profiles) > 1
+    assert sorted(p for page in profiles for p in page) == emu.all_profile_ids()
+    assert sdk.Profiles.get_profile(expected[0]).data.id == expected[0]
     # flow triggers came with 2024-10-15: Klaviyo answers 404 before it
     from openapi_client.exceptions import ApiException  # the SDK's generated client
 

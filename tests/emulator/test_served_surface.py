@@ -177,7 +177,10 @@ def test_every_official_operation_is_served_or_answers_a_json_api_404(emu: Emula
         ("GET", "/api/tags/{tag}/segments"),
         ("GET", "/api/tags/{tag}/relationships/lists"),
         ("GET", "/api/tag-groups/{tag}"),
-        ("GET", "/api/profiles/01HZX8A6R0J3VQ2N9P4K7T5M1B"),
+        ("GET", "/api/profiles/01HZX8A6R0J3VQ2N9P4K7T5M1B/segments"),
+        ("GET", "/api/profiles/01HZX8A6R0J3VQ2N9P4K7T5M1B/relationships/lists/"),
+        ("POST", "/api/profiles"),
+        ("PATCH", "/api/profiles/01HZX8A6R0J3VQ2N9P4K7T5M1B/"),
     ],
 )
 def test_links_and_methods_not_served_are_404_not_405(
