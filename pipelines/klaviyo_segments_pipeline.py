@@ -20,7 +20,7 @@ from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from pipelines.errors import PipelineConfigError
 from pipelines.lock import one_run_at_a_time
-from sources.klaviyo import ExtractionStats, klaviyo_source
+from sources.klaviyo import EmittedProfiles, ExtractionStats, klaviyo_source
 from sources.klaviyo import settings as source_settings
 
 PIPELINE_NAME = "klaviyo_segments"
@@ -221,8 +221,12 @@ def load_segments(
     deadline = started + max_minutes * 60 if max_minutes is not None else None
     options = {**_checkpoint_options(source_options), **source_options}
     drop_first = full_refresh and not scoped
+    # each checkpoint's load lands before the next extraction: a profile it loaded is not
+    # emitted again by a later one unless it changed
+    emitted = EmittedProfiles(across_walks=True)
     while True:
-        source = klaviyo_source(stats=stats, **_slice_options(options, deadline))
+        slice_options = _slice_options(options, deadline)
+        source = klaviyo_source(stats=stats, emitted_profiles=emitted, **slice_options)
         if resources:
             source = source.with_resources(*resources)
         if drop_first:

@@ -15,7 +15,12 @@ from sources.klaviyo.api import endpoints
 from sources.klaviyo.options import validate_revision
 
 SERVED = (*revisions.REVISIONS, *revisions.SERVED_AS)
-CALLED = ("get_segments", "get_segment_profiles", "get_segment_relationships_profiles")
+CALLED = (
+    "get_segments",
+    "get_segment_profiles",
+    "get_segment_relationships_profiles",
+    "get_profiles",
+)
 
 
 def _maximum(operation: str, revision: str) -> int:
@@ -35,6 +40,7 @@ def test_page_sizes_are_the_maxima(revision: str) -> None:
     )
     assert _maximum("get_segment_profiles", revision) == settings.SEGMENT_PROFILES_PAGE_SIZE
     assert _maximum("get_segments", revision) == settings.SEGMENTS_PAGE_SIZE
+    assert _maximum("get_profiles", revision) == settings.PROFILES_PAGE_SIZE
 
 
 @pytest.mark.parametrize("revision", SERVED)

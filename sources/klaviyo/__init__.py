@@ -36,12 +36,12 @@ from .resources import (
     tags,
 )
 from .rows.memberships import HISTORY_COLUMNS, MEMBERSHIP_COLUMNS
-from .rows.profiles import profile_layout
+from .rows.profiles import EmittedProfiles, profile_layout
 from .rows.segments import SEGMENT_COLUMNS, SEGMENT_TAG_COLUMNS, TAG_COLUMNS
 from .stats import ExtractionStats
 from .walk.catalog import SegmentCatalog
 
-__all__ = ["klaviyo_source", "ExtractionStats"]
+__all__ = ["klaviyo_source", "ExtractionStats", "EmittedProfiles"]
 
 
 @dlt.source(name="klaviyo", max_table_nesting=0)
@@ -66,6 +66,7 @@ def klaviyo_source(
     checkpoint_minutes: float | None = None,
     account_id: str | None = None,
     stats: ExtractionStats | None = None,
+    emitted_profiles: EmittedProfiles | None = None,
 ) -> Sequence[DltResource]:
     """Klaviyo segments, their tags, the profiles in each segment, and membership history.
 
@@ -106,6 +107,9 @@ def klaviyo_source(
             every table gets a constant `account_id` column, first in its primary key, and
             reconciliation reads back only this account's rows. None adds nothing.
         stats: Counters to poll for progress from another thread.
+        emitted_profiles: The profiles a run of several extractions (one per checkpoint)
+            has emitted so far, `EmittedProfiles(across_walks=True)` shared by all of them:
+            a profile an earlier checkpoint loaded is not emitted again unless it changed.
 
     Returns:
         The resources `segments`, `tags`, `segment_tags`, `profiles`, `segment_memberships`,
@@ -139,7 +143,7 @@ def klaviyo_source(
     logging.getLogger("dlt").addFilter(JSON_HINT_NOTICE)
     make_client = client_factory(options, counters)
     catalog = SegmentCatalog(make_client, options.segment_ids, state.known_segment_ids)
-    layout = profile_layout(options.profile_fields, options.additional_fields)
+    layout = profile_layout(options.profile_fields, options.additional_fields, emitted_profiles)
     members = dlt.resource(segment_member_batches, name="segment_members", selected=False)(
         catalog, make_client, options, counters
     )

@@ -214,7 +214,7 @@ def _changed_profile_batches(
         for profiles, newest in read_changed_profiles(client, request, members, stop):
             stats.add(profiles_changed=len(profiles))
             yield MembershipBatch(
-                detected_at, changed=profiles, changed_read=start, changed_until=newest
+                detected_at, profiles_only=profiles, changed_read=start, changed_until=newest
             )
     finally:
         stop.set()
@@ -231,14 +231,14 @@ def profiles(
     batch: MembershipBatch, layout: ProfileLayout, stats: ExtractionStats
 ) -> Iterator[pa.Table]:
     """One row per profile, however many segments it is in: a walk emits each profile once."""
-    copies = chain(batch.changed, map(itemgetter(1), batch.members))
+    copies = chain(batch.profiles_only, map(itemgetter(1), batch.members))
     fresh = layout.emitted.fresh(copies, batch.detected_at)
     if fresh:
         table = unique_profiles_table(fresh, layout)
         stats.add_rows(settings.PROFILES_TABLE, table.num_rows)
         yield table
     if batch.final:
-        layout.emitted.forget()
+        layout.emitted.walk_ended()
     if batch.changed_read is not None:
         state.remember_changed_profiles(batch.changed_until, batch.changed_read, batch.detected_at)
     state.record_walks(settings.PROFILES_TABLE, batch)

@@ -246,3 +246,20 @@ def test_a_rejoin_during_a_backfill_closes_the_earlier_stay(
     stays = project.tables.stays()
     closed = [k for k, left in stays.items() if k[:2] == (segment_id, rejoiner) and left]
     assert len(closed) == 1
+
+
+def test_a_profile_is_loaded_once_over_the_checkpoints_of_a_run(
+    demo: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.klaviyo_segments_pipeline import load_segments, make_pipeline
+
+    project = _project(tmp_path, "p", demo, monkeypatch)
+    pipeline = make_pipeline(pipelines_dir=str(project.root / ".dlt" / "pipelines"))
+
+    report = load_segments(pipeline, checkpoint_pages=10, max_workers=2)
+
+    members = {p for s in demo.segment_ids() for p in demo.members(s)}
+    assert report.checkpoints >= 5
+    # every checkpoint loads before the next extraction: no profile row is loaded twice
+    assert report.rows["profiles"] == len(members)
+    project.tables.assert_matches_account(demo)

@@ -136,6 +136,13 @@ def test_a_due_run_makes_every_members_row_equal_the_account(
     assert outsider not in stored
     # a profile in several segments is one row of this run
     assert stats.rows[settings.PROFILES_TABLE] == len(members)
+    # membership rows only where a walk from the cursor would have read them: at the cursor
+    at_cursor = 0
+    for segment_id in emu.segment_ids():
+        joins = list(emu.members(segment_id).values())
+        at_cursor += joins.count(max(joins)) if joins else 0
+    assert stats.rows.get(settings.MEMBERSHIPS_TABLE, 0) == at_cursor
+    assert stats.rows.get(settings.HISTORY_TABLE, 0) == at_cursor
 
 
 def test_a_run_not_due_makes_no_extra_request(
@@ -334,3 +341,21 @@ def test_switching_to_updated_reads_changes_since_the_last_refresh(
     assert stats.profiles_changed == len(changed)
     stored = _stored(duckdb_loader)
     assert all(stored[p] == _account(emu, p) for p in changed)
+
+
+def test_a_profile_changed_during_the_walk_is_emitted_again() -> None:
+    from datetime import datetime, timezone
+
+    began = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    emitted = EmittedProfiles(across_walks=True)
+    before = {"id": "p1", "attributes": {"updated": "2026-02-01T00:00:00+00:00"}}
+    during = {"id": "p1", "attributes": {"updated": "2026-03-01T12:05:00+00:00"}}
+    later = {"id": "p1", "attributes": {"updated": "2026-03-01T12:09:00+00:00"}}
+
+    assert emitted.fresh([before], walk=began) == {"p1": before}
+    assert emitted.fresh([before], walk=began) == {}
+    assert emitted.fresh([during], walk=began) == {"p1": during}
+    assert emitted.fresh([during], walk=began) == {}
+    # a later extraction of the same run (a checkpoint) remembers what the run emitted
+    assert emitted.fresh([during], walk=began.replace(hour=13)) == {}
+    assert emitted.fresh([later], walk=began.replace(hour=13)) == {"p1": later}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
@@ -24,19 +25,30 @@ class EmittedProfiles:
     destination that only upserts would keep them all: with profiles in 2.6 segments on
     average, copies are most of the `profiles` rows. A later copy is emitted only when its
     `updated` is newer (the profile changed while the run read it), so the last row of a
-    profile is always its newest.
+    profile is always its newest. Only a profile updated since the run began can have a newer
+    copy: the ids of the others are all that is kept.
 
     Memory is bounded: past `limit` ids the set starts afresh (later copies of the forgotten
     profiles are emitted again, which costs time, never rows). A walk is told apart from the
     previous one by the detection time its batches carry.
 
+    A run that loads in several extractions (one per checkpoint) passes one instance made
+    with `across_walks` to all of them: a profile loaded by an earlier checkpoint of the run
+    is not emitted again unless it changed.
+
     Args:
         limit: Most ids remembered at once.
+        across_walks: Keep the ids from one walk to the next (the run forgets them).
     """
 
-    def __init__(self, limit: int = settings.PROFILE_IDS_REMEMBERED) -> None:
+    def __init__(
+        self, limit: int = settings.PROFILE_IDS_REMEMBERED, across_walks: bool = False
+    ) -> None:
         self._limit = limit
-        self._updated: dict[str, Any] = {}
+        self._across_walks = across_walks
+        self._ids: set[str] = set()
+        self._recent: dict[str, str] = {}
+        self._since = ""
         self._walk: object = None
 
     def fresh(self, profiles: Iterable[Resource], walk: object) -> dict[str, Resource]:
@@ -45,32 +57,49 @@ class EmittedProfiles:
 
         Args:
             profiles: Profile resources, each with an `id`.
-            walk: What identifies the walk: the same value for all of its batches.
+            walk: What identifies the walk: the same value for all of its batches (its
+                detection time, a datetime, also says when it began).
         """
         if walk != self._walk:
-            self.forget()
+            if not self._across_walks or self._walk is None:
+                self.forget()
+                self._since = _began(walk)
             self._walk = walk
-        if len(self._updated) >= self._limit:
-            self._updated = {}
-        emitted, fresh = self._updated, {}
+        if len(self._ids) >= self._limit:
+            self._ids, self._recent = set(), {}
+        emitted, recent, since, fresh = self._ids, self._recent, self._since, {}
         for profile in profiles:
             profile_id = profile["id"]
             updated = (profile.get("attributes") or _NO_ATTRIBUTES).get("updated")
-            if profile_id not in emitted or _newer(updated, emitted[profile_id]):
-                emitted[profile_id] = updated
+            stamp = updated if isinstance(updated, str) and updated >= since else None
+            if profile_id not in emitted:
+                emitted.add(profile_id)
+                fresh[profile_id] = profile
+                if stamp is not None:
+                    recent[profile_id] = stamp
+            elif stamp is not None and stamp > recent.get(profile_id, ""):
+                recent[profile_id] = stamp
                 fresh[profile_id] = profile
         return fresh
 
     def forget(self) -> None:
         """Gives the remembered ids back (at the end of a walk)."""
-        self._updated = {}
+        self._ids, self._recent = set(), {}
         self._walk = None
 
+    def walk_ended(self) -> None:
+        """The walk's last batch was emitted: its ids go, unless the run keeps them."""
+        if not self._across_walks:
+            self.forget()
 
-def _newer(updated: Any, emitted: Any) -> bool:
-    """Whether `updated` is later than the `updated` of the copy emitted (ISO text, one
-    format: Klaviyo renders every timestamp alike, so text order is time order)."""
-    return isinstance(updated, str) and isinstance(emitted, str) and updated > emitted
+
+def _began(walk: object) -> str:
+    """When a walk began, as the start of Klaviyo's `updated` text (ISO, UTC, whole
+    seconds, which Klaviyo renders alike for every profile: text order is time order);
+    empty (every copy may be newer) when the walk is not told by its time."""
+    if isinstance(walk, datetime):
+        return walk.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return ""
 
 
 @dataclass(frozen=True)
@@ -141,7 +170,9 @@ _JSON_ATTRIBUTES = (*settings.PROFILE_JSON_ATTRIBUTES, *settings.ADDITIONAL_PROF
 
 
 def profile_layout(
-    profile_fields: Sequence[str] | None, additional_fields: Sequence[str]
+    profile_fields: Sequence[str] | None,
+    additional_fields: Sequence[str],
+    emitted: EmittedProfiles | None = None,
 ) -> ProfileLayout:
     """Works out the `profiles` columns from `fields[profile]` and `additional-fields[profile]`.
 
@@ -149,6 +180,8 @@ def profile_layout(
         profile_fields: Requested profile fields (dotted sub-fields allowed); None means the
             default attribute set.
         additional_fields: Requested additional fields (`subscriptions`, `predictive_analytics`).
+        emitted: The profiles the run emitted so far, shared by its extractions; None: each
+            walk keeps its own.
     """
     if profile_fields is None:
         requested: dict[str, list[str] | None] = {
@@ -172,7 +205,8 @@ def profile_layout(
                 requested[top] = None
     for name in additional_fields:
         requested[name] = None
-    return _layout_from(requested)
+    layout = _layout_from(requested)
+    return replace(layout, emitted=emitted) if emitted is not None else layout
 
 
 def _layout_from(requested: dict[str, list[str] | None]) -> ProfileLayout:

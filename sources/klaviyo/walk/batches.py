@@ -70,8 +70,9 @@ class MembershipBatch:
             now complete.
         refreshed: Segments whose every member was read with its attributes, all in this
             batch or earlier ones.
-        changed: Profiles of current members read from the account's changed profiles
-            (`walk.changed`), for `profiles` only.
+        profiles_only: Profiles for `profiles` only: members a refresh read whose
+            membership rows are loaded already, and changed profiles of members
+            (`walk.changed`).
         changed_read: Where the read of changed profiles started (ISO), on its batches.
         changed_until: The newest `updated` that read has reached (None: none yet).
         detected_at: The run's time, stamped on leaves, tombstones and reconciliations.
@@ -90,14 +91,14 @@ class MembershipBatch:
     backfilling: list[str] = field(default_factory=list)
     backfilled: list[str] = field(default_factory=list)
     refreshed: list[str] = field(default_factory=list)
-    changed: list[Resource] = field(default_factory=list)
+    profiles_only: list[Resource] = field(default_factory=list)
     changed_read: str | None = None
     changed_until: str | None = None
     final: bool = False
 
     @property
     def rows(self) -> int:
-        return len(self.members) + len(self.closures)
+        return len(self.members) + len(self.closures) + len(self.profiles_only)
 
 
 def walk_memberships(
@@ -218,6 +219,7 @@ def _batches(
             run.count_page()
             # zip and repeat make the member tuples without a Python step per member
             batch.members.extend(zip(repeat(event.segment_id), event.profiles, event.joined))
+            batch.profiles_only.extend(event.attributes_only)
             stats.add(pages=1)
         elif isinstance(event, Closed):
             batch.closures.extend((event.segment_id, closure) for closure in event.closures)

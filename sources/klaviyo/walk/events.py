@@ -6,7 +6,7 @@ which stops the run. Only the generator thread takes events off the queue (`batc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..typing import Closure, Resource
@@ -14,11 +14,16 @@ from ..typing import Closure, Resource
 
 @dataclass
 class Page:
-    """Members of one segment, as profile resources, with their parsed `joined_group_at`."""
+    """Members of one segment, as profile resources, with their parsed `joined_group_at`.
+
+    `attributes_only` are members whose membership rows are loaded already (a refresh):
+    rows of `profiles` only.
+    """
 
     segment_id: str
     profiles: list[Resource]
     joined: list[datetime | None]
+    attributes_only: list[Resource] = field(default_factory=list)
 
 
 @dataclass

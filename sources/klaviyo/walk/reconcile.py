@@ -152,6 +152,21 @@ def _superseded(
             yield Closure(profile_id, stay, following, False)
 
 
+def compared_since(
+    start_date: datetime | None, comparison: MembershipComparison | None
+) -> datetime | None:
+    """The earliest `joined_group_at` a reconciliation compares (None: every member).
+
+    `start_date` bounds what a first load reads, but stays older than it that the destination
+    already holds (loaded before `start_date` was set or raised) are still members or not:
+    they must be listed too, or they would look like leaves.
+    """
+    if start_date is None:
+        return None
+    oldest = comparison.oldest_stay if comparison is not None else None
+    return min(start_date, oldest) if oldest is not None else start_date
+
+
 def everyone_leaves(known: Stays, detected_at: datetime) -> Iterator[Closure]:
     """Closes every open stay: the segment is gone (deleted in Klaviyo)."""
     return MembershipComparison(known).closures(detected_at)

@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 
 from .. import settings
 from ..api import endpoints
+from ..typing import Resource, Stays
+from .events import Page
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,35 @@ class RefreshPolicy:
             return False
         interval = timedelta(hours=self.every_hours)
         return now - last >= interval * (1 - settings.RECONCILE_DUE_SLACK)
+
+
+def refresh_page(
+    segment_id: str,
+    cursor: datetime,
+    profiles: list[Resource],
+    joined: list[datetime | None],
+    known: Stays,
+) -> Page:
+    """A page of a refresh: members already loaded become `profiles` rows only.
+
+    A member below the cursor whose stay the destination holds open is one a walk from the
+    cursor would not have read: its membership rows stay as they are, only its attributes
+    are news. Members at or above the cursor, re-joins and late joiners get every row, as
+    the walk from the cursor and a reconciliation's catch-up would give them.
+
+    Args:
+        segment_id: The segment.
+        cursor: The segment's cursor (the oldest among the tables being loaded).
+        profiles: The page's members.
+        joined: Their `joined_group_at`.
+        known: The open stays of the segment in the destination.
+    """
+    members, stamps, attributes_only = [], [], []
+    for profile, stamp in zip(profiles, joined, strict=True):
+        stays = known.get(profile["id"])
+        if stamp is not None and stamp < cursor and stays is not None and stamp in stays:
+            attributes_only.append(profile)
+        else:
+            members.append(profile)
+            stamps.append(stamp)
+    return Page(segment_id, members, stamps, attributes_only)

@@ -33,7 +33,8 @@ from ..typing import Closure, Resource
 from .destination import KnownMemberships
 from .events import Closed, Event, Failed, Finished, Page
 from .plan import SegmentWalk
-from .reconcile import MembershipComparison, everyone_leaves
+from .reconcile import MembershipComparison, compared_since, everyone_leaves
+from .refresh import refresh_page
 
 
 @dataclass
@@ -114,7 +115,7 @@ class SegmentWorker:
             return
         # One bound for both sides: the walk from the cursor reads >= bound, a catch-up < bound.
         bound = filter_bound(walk.since) if walk.since is not None else None
-        window = _compared_since(walk, comparison)
+        window = compared_since(walk.start_date, comparison)
         if comparison is not None and _lists_ids(walk, bound, window):
             self._list_profile_ids(walk, window, comparison)
         rejoins = self._rejoins(walk) if comparison is None else None
@@ -150,12 +151,15 @@ class SegmentWorker:
     ) -> None:
         """A refresh: reads every member compared (or from `start_date`) with its attributes.
 
-        One walk of the profiles endpoint stands for the id walk of a reconciliation and the
-        catch-up of late joiners: every member it reads is checked off, present or new. Its
-        pages start below the cursor, so a checkpoint does not cut it.
+        One walk stands for a reconciliation's id walk and its catch-up of late joiners.
+        Its pages start below the cursor, so a checkpoint does not cut it.
         """
         comparison = progress.comparison
-        since = _compared_since(walk, comparison)
+        held = comparison
+        if held is None and self.known is not None and walk.start_date is not None:
+            # not reconciled, but the stays held below `start_date` are members to refresh
+            held = MembershipComparison(self.known.open_stays(walk.segment_id))
+        since = compared_since(walk.start_date, held)
         bound = filter_bound(since) if since is not None else None
         rejoins = self._rejoins(walk) if comparison is None else None
         self._fetch_profiles(walk, params, bound, None, progress, rejoins)
@@ -264,7 +268,11 @@ class SegmentWorker:
             if comparison is not None:
                 for profile, stamp in zip(profiles, joined, strict=True):
                     comparison.walked(profile["id"], stamp)
-            self._put(Page(walk.segment_id, profiles, joined))
+            if walk.refresh and comparison is not None and walk.cursor is not None:
+                known, cursor = comparison.known, walk.cursor
+                self._put(refresh_page(walk.segment_id, cursor, profiles, joined, known))
+            else:
+                self._put(Page(walk.segment_id, profiles, joined))
             if rejoins is not None:
                 since = walk.rejoins_since
                 rejoins.update(
@@ -347,19 +355,6 @@ class SegmentWorker:
     def _put_quietly(self, event: Event) -> None:
         with contextlib.suppress(Interrupted):
             self._put(event)
-
-
-def _compared_since(walk: SegmentWalk, comparison: MembershipComparison | None) -> datetime | None:
-    """The earliest `joined_group_at` a reconciliation compares (None: every member).
-
-    `start_date` bounds what a first load reads, but stays older than it that the destination
-    already holds (loaded before `start_date` was set or raised) are still members or not:
-    they must be listed too, or they would look like leaves.
-    """
-    if walk.start_date is None:
-        return None
-    oldest = comparison.oldest_stay if comparison is not None else None
-    return min(walk.start_date, oldest) if oldest is not None else walk.start_date
 
 
 def _lists_ids(walk: SegmentWalk, bound: datetime | None, since: datetime | None) -> bool:
