@@ -183,6 +183,23 @@ def duckdb_loader(emu: Any, pipelines_dir: str, tmp_path: Path) -> Loader:
 
 
 @pytest.fixture
+def postgres_loader(
+    emu: Any, pipelines_dir: str, postgres_url: str, dataset_name: str
+) -> Iterator[Loader]:
+    """A Loader writing to a dataset of its own in the real Postgres, dropped afterwards."""
+    pipeline = dlt.pipeline(
+        pipeline_name=f"klaviyo_postgres_{next(_names)}",
+        destination=dlt.destinations.postgres(postgres_url),
+        dataset_name=dataset_name,
+        pipelines_dir=pipelines_dir,
+    )
+    yield Loader(emu, pipeline)
+    with pipeline.sql_client() as client:
+        for schema in (dataset_name, f"{dataset_name}_staging"):
+            client.execute_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
 def truth(emu: Any) -> Truth:
     return Truth(emu)
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import dlt
 import pytest
 
 from .conftest import Loader, Truth
@@ -22,22 +20,6 @@ from .test_odd_values import (
 )
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def postgres_loader(
-    emu: Any, pipelines_dir: str, postgres_url: str, dataset_name: str
-) -> Iterator[Loader]:
-    pipeline = dlt.pipeline(
-        pipeline_name="klaviyo_postgres",
-        destination=dlt.destinations.postgres(postgres_url),
-        dataset_name=dataset_name,
-        pipelines_dir=pipelines_dir,
-    )
-    yield Loader(emu, pipeline)
-    with pipeline.sql_client() as client:
-        for schema in (dataset_name, f"{dataset_name}_staging"):
-            client.execute_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def _mutate(emu: Any) -> None:

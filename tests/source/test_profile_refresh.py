@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import dlt
 import pytest
 
 from sources.klaviyo import settings
@@ -15,22 +13,6 @@ from sources.klaviyo.rows.profiles import EmittedProfiles
 from .conftest import Loader
 
 DAY = 24 * 3600
-
-
-@pytest.fixture
-def postgres_loader(
-    emu: Any, pipelines_dir: str, postgres_url: str, dataset_name: str
-) -> Iterator[Loader]:
-    pipeline = dlt.pipeline(
-        pipeline_name="klaviyo_refresh_postgres",
-        destination=dlt.destinations.postgres(postgres_url),
-        dataset_name=dataset_name,
-        pipelines_dir=pipelines_dir,
-    )
-    yield Loader(emu, pipeline)
-    with pipeline.sql_client() as client:
-        for schema in (dataset_name, f"{dataset_name}_staging"):
-            client.execute_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
