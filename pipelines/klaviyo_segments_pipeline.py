@@ -22,6 +22,7 @@ from pipelines.errors import PipelineConfigError
 from pipelines.lock import one_run_at_a_time
 from sources.klaviyo import EmittedProfiles, ExtractionStats, klaviyo_source
 from sources.klaviyo import settings as source_settings
+from sources.klaviyo.rows.memory import one_malloc_arena
 
 PIPELINE_NAME = "klaviyo_segments"
 DATASET_NAME = "klaviyo"
@@ -206,6 +207,7 @@ def load_segments(
         PipelineBusyError: Another run of the pipeline is going on; nothing was done.
     """
     stats = stats or ExtractionStats()
+    one_malloc_arena()
     scoped = full_refresh and _is_scoped(resources, source_options)
     if scoped:
         # A refresh of some segments or tables drops nothing: it walks them from the start.

@@ -22,16 +22,33 @@ def give_back_memory() -> None:
     Costs a few milliseconds: call it once a walk has ended, not per batch.
     """
     pa.default_memory_pool().release_unused()
-    trim = _malloc_trim()
+    trim = _libc_function("malloc_trim")
     if trim is not None:
         trim(0)
 
 
+def one_malloc_arena() -> None:
+    """Makes glibc's malloc serve every thread from one arena, where the C library allows.
+
+    Each worker thread that decodes pages otherwise gets a heap of its own, which stays
+    fragmented after the walk (`give_back_memory` cannot return it) and adds to the load
+    step's peak. Call it before the first walk starts its threads; it is the same as
+    running with `MALLOC_ARENA_MAX=1`, for the whole process.
+    """
+    mallopt = _libc_function("mallopt")
+    if mallopt is not None:
+        mallopt(_M_ARENA_MAX, 1)
+
+
+_M_ARENA_MAX = -8
+"""glibc's `mallopt` parameter for the most arenas (malloc.h)."""
+
+
 @functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's `malloc_trim`, or None on other C libraries (musl, macOS)."""
-    name = ctypes.util.find_library("c")
+def _libc_function(name: str) -> Callable[..., int] | None:
+    """A function of glibc, or None on other C libraries (musl, macOS)."""
+    library = ctypes.util.find_library("c")
     try:
-        return ctypes.CDLL(name).malloc_trim if name else None
+        return getattr(ctypes.CDLL(library), name) if library else None
     except (OSError, AttributeError):
         return None
