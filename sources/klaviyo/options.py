@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -13,6 +12,7 @@ from . import settings
 from .api.client import validate_api_key
 from .dates import parse_datetime, utc_now
 from .exceptions import KlaviyoConfigError
+from .rows.values import finite_number
 
 ACCOUNT_ID_COLUMN = "account_id"
 """Column that `account_id` adds to every table and every primary key."""
@@ -234,7 +234,7 @@ def _positive_float(name: str, value: Any) -> float:
 
 
 def _hours(name: str, value: Any) -> float:
-    number = _finite(value)
+    number = finite_number(value)
     if number is None or not number >= 0:
         raise KlaviyoConfigError(f"{name} must be a number of hours >= 0, got {value!r}")
     return number
@@ -244,7 +244,7 @@ def _refresh_hours(value: Any) -> float | None:
     """Hours between refreshes of the members' attributes; None for `off`."""
     if isinstance(value, str) and value.strip().lower() == settings.REFRESH_PROFILES_OFF:
         return None
-    number = _finite(value)
+    number = finite_number(value)
     if number is None or not number >= 0:
         raise KlaviyoConfigError(
             "refresh_profiles_every_hours must be a number of hours >= 0 or "
@@ -261,17 +261,6 @@ def _refresh_by(value: Any) -> str:
             f"refresh_profiles_by must be one of {', '.join(choices)}, got {value!r}"
         )
     return text
-
-
-def _finite(value: Any) -> float | None:
-    """`value` as a finite number; None for booleans, text that is no number, inf and nan."""
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -293,7 +282,7 @@ def _optional(check: Any, name: str, value: Any, *args: Any) -> Any:
 
 
 def _positive_minutes(name: str, value: Any) -> float:
-    number = _finite(value)
+    number = finite_number(value)
     if number is None or not number > 0:
         raise KlaviyoConfigError(f"{name} must be a number of minutes > 0, got {value!r}")
     return number

@@ -160,16 +160,26 @@ def accounts(
 
 
 @pytest.fixture
-def project_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Writes `.dlt/config.toml` of a project folder (the cwd) declaring some of the accounts."""
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A project folder as the cwd, dlt reading its `.dlt/`."""
     from dlt.common.configuration.container import Container
     from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
 
-    project = tmp_path / "project"
-    (project / ".dlt").mkdir(parents=True)
-    monkeypatch.chdir(project)
+    root = tmp_path / "project"
+    (root / ".dlt").mkdir(parents=True)
+    monkeypatch.chdir(root)
     context = Container()[PluggableRunContext]
     previous = context.context.run_dir
+    context.reload(str(root))
+    yield root
+    context.reload(previous)
+
+
+@pytest.fixture
+def project_config(project: Path) -> Any:
+    """Writes `.dlt/config.toml` of the project folder declaring some of the accounts."""
+    from dlt.common.configuration.container import Container
+    from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
 
     def declare(accounts: Accounts, account_ids: list[str]) -> Any:
         def write(ids: list[str]) -> None:
@@ -187,8 +197,7 @@ def project_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
             (project / ".dlt" / "config.toml").write_text("\n".join(lines) + "\n")
 
         write(account_ids)
-        context.reload(str(project))
+        Container()[PluggableRunContext].reload(str(project))
         return write
 
-    yield declare
-    context.reload(previous)
+    return declare

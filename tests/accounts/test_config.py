@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
 import pytest
-from dlt.common.configuration.container import Container
-from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
 
 from klaviyo_emulator import Emulator
 from pipelines.accounts import AccountsConfig, is_permanent, load_accounts, run_account
@@ -19,19 +16,6 @@ from pipelines.errors import PipelineConfigError
 from .conftest import TABLE_KEYS, truth
 
 KEY = "pk_" + "a1" * 17
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A project folder as the cwd, dlt reading its `.dlt/`."""
-    root = tmp_path / "project"
-    (root / ".dlt").mkdir(parents=True)
-    monkeypatch.chdir(root)
-    context = Container()[PluggableRunContext]
-    previous = context.context.run_dir
-    context.reload(str(root))
-    yield root
-    context.reload(previous)
 
 
 def write(project: Path, config: str, secrets: str = "") -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -14,7 +13,7 @@ from dlt.common.schema.typing import TTableSchemaColumns
 from .. import settings
 from ..dates import parse_datetime
 from ..typing import Resource
-from .values import UTC_TIMESTAMP, json_bytes, json_column, json_text
+from .values import UTC_TIMESTAMP, finite_number, json_bytes, json_column, json_text
 
 
 class EmittedProfiles:
@@ -348,20 +347,10 @@ def _text(value: Any) -> str | None:
 
 
 def _coordinates(values: list[Any]) -> list[float | None]:
-    """`_coordinate` of each value; a finite float (a JSON number) is taken as it is."""
+    """Each value as a finite float or None (Klaviyo documents latitude and longitude as
+    string or number); a finite float (a JSON number) is taken as it is."""
     # `v - v == 0.0` is false for inf and nan only: no call for the common case.
     return [
-        value if value.__class__ is float and value - value == 0.0 else _coordinate(value)
+        value if value.__class__ is float and value - value == 0.0 else finite_number(value)
         for value in values
     ]
-
-
-def _coordinate(value: Any) -> float | None:
-    # Klaviyo documents latitude/longitude as string or number; anything unparseable is null.
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None

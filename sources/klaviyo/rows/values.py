@@ -1,14 +1,27 @@
-"""Values every destination can store: UTC timestamps, and JSON with exact wide integers."""
+"""Values every destination can store: UTC timestamps, finite numbers, and JSON with exact
+wide integers."""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import orjson
 import pyarrow as pa
 
 UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def finite_number(value: Any) -> float | None:
+    """`value` as a finite float; None for booleans, None, text that is no number, inf, nan."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def json_text(value: Any) -> str | None:

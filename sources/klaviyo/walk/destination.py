@@ -8,7 +8,7 @@ filtered relation into the destination's SQL: no per-destination SQL here.
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -116,16 +116,9 @@ class KnownMemberships:
             relation = _open_stays_relation(
                 dataset, table, segment_id, profile_ids, self._account_id
             )
-            if relation is None:
-                continue
-            try:
-                for rows in relation.iter_fetch(settings.KNOWN_MEMBERSHIPS_FETCH_ROWS):
-                    for profile_id, joined in rows:
-                        if joined is not None:
-                            _add_stay(stays, profile_id, _utc(joined))
-            except DatabaseUndefinedRelation:
-                # Declared in the schema by an earlier extract, never created by a load.
-                continue
+            for profile_id, joined in _fetch(relation):
+                if joined is not None:
+                    _add_stay(stays, profile_id, _utc(joined))
         return stays
 
     def current_members(self, profile_ids: Collection[str]) -> set[str]:
@@ -137,15 +130,7 @@ class KnownMemberships:
         relation = _open_stays_relation(
             dataset, MEMBERSHIPS_TABLE, None, profile_ids, self._account_id
         )
-        if relation is None:
-            return set()
-        members: set[str] = set()
-        try:
-            for rows in relation.iter_fetch(settings.KNOWN_MEMBERSHIPS_FETCH_ROWS):
-                members.update(profile_id for profile_id, _ in rows)
-        except DatabaseUndefinedRelation:
-            return set()
-        return members
+        return {profile_id for profile_id, _ in _fetch(relation)}
 
     def close(self) -> None:
         """Closes the connections the threads opened; call it when the walks are over."""
@@ -234,6 +219,18 @@ def _open_stays_relation(
     if column in columns:
         relation = relation.where(condition)
     return relation.select("profile_id", settings.JOINED_GROUP_AT)
+
+
+def _fetch(relation: Any | None) -> Iterator[tuple[str, Any]]:
+    """The (profile id, joined_group_at) rows of a relation; none when it is None or its
+    table was declared in the schema by an earlier extract but never created by a load."""
+    if relation is None:
+        return
+    try:
+        for rows in relation.iter_fetch(settings.KNOWN_MEMBERSHIPS_FETCH_ROWS):
+            yield from rows
+    except DatabaseUndefinedRelation:
+        return
 
 
 def _add_stay(stays: Stays, profile_id: str, joined: datetime) -> None:

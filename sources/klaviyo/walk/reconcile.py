@@ -115,11 +115,6 @@ class MembershipComparison:
         """
         return self.unknown
 
-    @property
-    def oldest_stay(self) -> datetime | None:
-        """The earliest `joined_group_at` of the known open stays; None when there are none."""
-        return min((min(stays) for stays in self.known.values() if stays), default=None)
-
     def closures(self, detected_at: datetime) -> Iterator[Closure]:
         """The stays that ended: every open stay of a profile that left, and every stay
         followed by a newer one (a re-join seen by this or an earlier walk)."""
@@ -152,18 +147,20 @@ def _superseded(
             yield Closure(profile_id, stay, following, False)
 
 
-def compared_since(
-    start_date: datetime | None, comparison: MembershipComparison | None
-) -> datetime | None:
+def compared_since(start_date: datetime | None, known: Stays | None) -> datetime | None:
     """The earliest `joined_group_at` a reconciliation compares (None: every member).
 
     `start_date` bounds what a first load reads, but stays older than it that the destination
     already holds (loaded before `start_date` was set or raised) are still members or not:
     they must be listed too, or they would look like leaves.
+
+    Args:
+        start_date: The source's `start_date`.
+        known: The segment's open stays in the destination; None when none are read.
     """
     if start_date is None:
         return None
-    oldest = comparison.oldest_stay if comparison is not None else None
+    oldest = min((min(stays) for stays in (known or {}).values() if stays), default=None)
     return min(start_date, oldest) if oldest is not None else start_date
 
 

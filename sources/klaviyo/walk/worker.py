@@ -115,7 +115,7 @@ class SegmentWorker:
             return
         # One bound for both sides: the walk from the cursor reads >= bound, a catch-up < bound.
         bound = filter_bound(walk.since) if walk.since is not None else None
-        window = compared_since(walk.start_date, comparison)
+        window = compared_since(walk.start_date, comparison.known if comparison else None)
         if comparison is not None and _lists_ids(walk, bound, window):
             self._list_profile_ids(walk, window, comparison)
         rejoins = self._rejoins(walk) if comparison is None else None
@@ -155,10 +155,10 @@ class SegmentWorker:
         Its pages start below the cursor, so a checkpoint does not cut it.
         """
         comparison = progress.comparison
-        held = comparison
+        held = comparison.known if comparison is not None else None
         if held is None and self.known is not None and walk.start_date is not None:
             # not reconciled, but the stays held below `start_date` are members to refresh
-            held = MembershipComparison(self.known.open_stays(walk.segment_id))
+            held = self.known.open_stays(walk.segment_id)
         since = compared_since(walk.start_date, held)
         bound = filter_bound(since) if since is not None else None
         rejoins = self._rejoins(walk) if comparison is None else None
