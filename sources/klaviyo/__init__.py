@@ -35,6 +35,7 @@ from .resources import (
     segments,
     tags,
 )
+from .rows.buffer import TableBuffer
 from .rows.memberships import HISTORY_COLUMNS, MEMBERSHIP_COLUMNS
 from .rows.profiles import EmittedProfiles, profile_layout
 from .rows.segments import SEGMENT_COLUMNS, SEGMENT_TAG_COLUMNS, TAG_COLUMNS
@@ -178,7 +179,7 @@ def klaviyo_source(
             primary_key=account.key("id"),
             write_disposition="merge",
             columns=account.columns(layout.column_hints()),
-        )(layout, counters),
+        )(layout, counters, TableBuffer()),
         dlt.transformer(
             segment_memberships,
             data_from=members,
@@ -186,7 +187,7 @@ def klaviyo_source(
             primary_key=account.key("segment_id", "profile_id"),
             write_disposition="merge",
             columns=account.columns(MEMBERSHIP_COLUMNS),
-        )(counters),
+        )(counters, TableBuffer()),
         dlt.transformer(
             segment_membership_history,
             data_from=members,
@@ -194,7 +195,7 @@ def klaviyo_source(
             primary_key=account.key("segment_id", "profile_id", settings.JOINED_GROUP_AT),
             write_disposition="merge",
             columns=account.columns(HISTORY_COLUMNS),
-        )(counters),
+        )(counters, TableBuffer()),
     )
     return account.tagged(resources)
 

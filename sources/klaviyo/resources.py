@@ -24,6 +24,7 @@ from .api import endpoints
 from .api.client import ClientFactory, KlaviyoClient
 from .exceptions import KlaviyoConfigError
 from .options import SourceOptions
+from .rows.buffer import TableBuffer
 from .rows.memberships import history_table, memberships_table
 from .rows.profiles import ProfileLayout, unique_profiles_table
 from .rows.segments import (
@@ -228,15 +229,15 @@ def _checkpoint(options: SourceOptions) -> Checkpoint:
 
 
 def profiles(
-    batch: MembershipBatch, layout: ProfileLayout, stats: ExtractionStats
+    batch: MembershipBatch, layout: ProfileLayout, stats: ExtractionStats, buffer: TableBuffer
 ) -> Iterator[pa.Table]:
     """One row per profile, however many segments it is in: a walk emits each profile once."""
     copies = chain(batch.profiles_only, map(itemgetter(1), batch.members))
     fresh = layout.emitted.fresh(copies, batch.detected_at)
-    if fresh:
-        table = unique_profiles_table(fresh, layout)
+    table = unique_profiles_table(fresh, layout) if fresh else None
+    if table is not None:
         stats.add_rows(settings.PROFILES_TABLE, table.num_rows)
-        yield table
+    yield from buffer.add(table, last=batch.final)
     if batch.final:
         layout.emitted.walk_ended()
     if batch.changed_read is not None:
@@ -244,23 +245,25 @@ def profiles(
     state.record_walks(settings.PROFILES_TABLE, batch)
 
 
-def segment_memberships(batch: MembershipBatch, stats: ExtractionStats) -> Iterator[pa.Table]:
+def segment_memberships(
+    batch: MembershipBatch, stats: ExtractionStats, buffer: TableBuffer
+) -> Iterator[pa.Table]:
     """One row per (segment, profile): the most recent join, and whether it is still a member."""
     table = memberships_table(batch.members, batch.closures, batch)
     if table.num_rows:
         stats.add_rows(settings.MEMBERSHIPS_TABLE, table.num_rows)
-        yield table
+    yield from buffer.add(table, last=batch.final)
     state.record_walks(settings.MEMBERSHIPS_TABLE, batch)
 
 
 def segment_membership_history(
-    batch: MembershipBatch, stats: ExtractionStats
+    batch: MembershipBatch, stats: ExtractionStats, buffer: TableBuffer
 ) -> Iterator[pa.Table]:
     """One row per stay of a profile in a segment: from `joined_group_at` to `left_at`."""
     table = history_table(batch.members, batch.closures, batch)
     if table.num_rows:
         stats.add_rows(settings.HISTORY_TABLE, table.num_rows)
-        yield table
+    yield from buffer.add(table, last=batch.final)
     state.record_walks(settings.HISTORY_TABLE, batch)
 
 

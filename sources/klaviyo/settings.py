@@ -137,7 +137,11 @@ JOINED_GROUP_AT = "joined_group_at"
 
 # Extraction shape.
 MEMBERSHIP_BATCH_ROWS = 5000
-"""Rows collected from pages before one arrow table per table is handed to dlt."""
+"""Rows collected from pages before one arrow table per table is built (`walk.batches`)."""
+ARROW_ITEM_ROWS = 20_000
+"""Rows of a table buffered before they are handed to dlt as one item (`rows.buffer`)."""
+ARROW_ITEM_BYTES = 8 * 2**20
+"""Arrow bytes of a table buffered before they are handed to dlt as one item."""
 PAGES_IN_FLIGHT_PER_WORKER = 2
 """Bound of the page queue per worker: memory stays a few pages, never a whole segment."""
 WALK_GC_THRESHOLDS = (50_000, 20, 100)

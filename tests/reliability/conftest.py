@@ -217,7 +217,9 @@ def warehouse_factory(pipelines_dir: str, tmp_path: Path) -> Callable[[str], War
 
 @pytest.fixture
 def small_pages(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
-    """Five profiles per page and small batches, so a walk spans many pages and batches."""
+    """Five profiles per page, small batches and small dlt items, so a walk spans many pages,
+    batches and items."""
     monkeypatch.setattr(settings, "SEGMENT_PROFILES_PAGE_SIZE", 5)
     monkeypatch.setattr(settings, "MEMBERSHIP_BATCH_ROWS", 10)
+    monkeypatch.setattr(settings, "ARROW_ITEM_ROWS", 25)
     yield 5

@@ -8,9 +8,42 @@ from typing import Any
 
 import pytest
 
+from sources.klaviyo import klaviyo_source, settings
+
 from .conftest import Loader, Truth, utc
 
 REVISIONS = ("2024-06-15", "2026-07-15", "2026-10-15")
+
+
+def test_batches_reach_dlt_as_few_large_items(
+    duckdb_loader: Loader, truth: Truth, emu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # batches of 10 rows, items of at least 40: every item but the last holds 4 batches or more
+    monkeypatch.setattr(settings, "MEMBERSHIP_BATCH_ROWS", 10)
+    monkeypatch.setattr(settings, "ARROW_ITEM_ROWS", 40)
+    source = klaviyo_source(api_key=emu.api_key, base_url=emu.base_url)
+    items: dict[str, list[int]] = {}
+    for name in ("profiles", "segment_memberships", "segment_membership_history"):
+        source.resources[name].add_map(_counted(items.setdefault(name, [])))
+    duckdb_loader.pipeline.run(source)
+
+    expected = truth.memberships()
+    assert duckdb_loader.memberships() == expected
+    assert len(duckdb_loader.rows("select * from segment_membership_history")) == len(expected)
+    for name in ("segment_memberships", "segment_membership_history"):
+        sizes = items[name]
+        assert sum(sizes) == len(expected)
+        assert len(sizes) >= 2 and all(size >= 40 for size in sizes[:-1]), sizes
+        assert len(sizes) <= len(expected) // 40 + 1
+    assert sum(items["profiles"]) == len(emu.profile_ids())
+
+
+def _counted(sizes: list[int]) -> Any:
+    def count(table: Any) -> Any:
+        sizes.append(table.num_rows)
+        return table
+
+    return count
 
 
 @pytest.mark.parametrize("revision", REVISIONS)

@@ -1,5 +1,6 @@
 """Row shaping for CPU per membership: each profile once per walk, membership columns built
-once per batch, the fast `joined_group_at` parse, and the request path's pool and proxy."""
+once per batch, the fast `joined_group_at` parse, batches handed to dlt as larger items, and
+the request path's pool and proxy."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import gc
 from datetime import datetime, timezone
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from sources.klaviyo import ExtractionStats, settings
 from sources.klaviyo.api import client as client_module
 from sources.klaviyo.api.client import KlaviyoClient
+from sources.klaviyo.rows.buffer import TableBuffer
 from sources.klaviyo.rows.memberships import (
     history_table,
     joined_group_at,
@@ -208,3 +211,27 @@ def test_the_environment_names_the_proxy(monkeypatch: pytest.MonkeyPatch) -> Non
     assert proxied._opener(url) == (proxied._http, url)
     monkeypatch.setenv("NO_PROXY", "klaviyo.com")
     assert client_module._proxy_for("https://a.klaviyo.com") is None
+
+
+def _numbers(*values: int) -> pa.Table:
+    return pa.table({"n": pa.array(values, pa.int64())})
+
+
+def test_buffered_tables_are_handed_on_together_once_enough_rows_are_held() -> None:
+    buffer = TableBuffer(rows=4, max_bytes=2**30)
+    assert list(buffer.add(_numbers(1, 2))) == []
+    assert list(buffer.add(None)) == []  # a batch without rows for this table
+    assert list(buffer.add(_numbers())) == []
+    (item,) = buffer.add(_numbers(3, 4, 5))
+    assert item.column("n").to_pylist() == [1, 2, 3, 4, 5]
+    assert list(buffer.add(_numbers(6))) == []
+    (last,) = buffer.add(None, last=True)
+    assert last.column("n").to_pylist() == [6]
+    assert list(buffer.add(None, last=True)) == []  # nothing held: no empty item
+
+
+def test_wide_buffered_tables_are_handed_on_by_bytes() -> None:
+    buffer = TableBuffer(rows=10**6, max_bytes=3 * 8)  # three int64 values
+    assert list(buffer.add(_numbers(1, 2))) == []
+    (item,) = buffer.add(_numbers(3))
+    assert item.num_rows == 3
