@@ -82,6 +82,21 @@ def test_a_walk_emits_each_profile_once() -> None:
     assert list(emitted.fresh([_profile("P1")], later)) == ["P1"]
 
 
+def test_a_run_packs_the_ids_between_its_extractions_and_keeps_them() -> None:
+    emitted = EmittedProfiles(across_walks=True)
+    first, second = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 1, tzinfo=UTC)
+    ids = [f"01HZ{n:022d}" for n in range(1000)]
+    assert list(emitted.fresh(map(_profile, ids), first)) == ids
+    emitted.walk_ended()
+    assert emitted._ids == set() and emitted._packed is not None  # one string during the load
+    fresh = emitted.fresh([_profile(ids[0]), _profile("P-new"), _profile(ids[-1])], second)
+    assert list(fresh) == ["P-new"]
+    assert emitted.fresh(map(_profile, ids), second) == {}
+    emitted.walk_ended()
+    emitted.walk_ended()  # a walk that ends again packs nothing twice
+    assert list(emitted.fresh([_profile("P-new"), _profile("P-other")], second)) == ["P-other"]
+
+
 def test_remembered_profiles_are_bounded() -> None:
     emitted = EmittedProfiles(limit=3)
     walk = object()

@@ -33,7 +33,9 @@ class EmittedProfiles:
 
     A run that loads in several extractions (one per checkpoint) passes one instance made
     with `across_walks` to all of them: a profile loaded by an earlier checkpoint of the run
-    is not emitted again unless it changed.
+    is not emitted again unless it changed. Between two extractions the ids are packed into
+    one string: the load step that comes between them is the run's memory peak, and a set of
+    hundreds of thousands of ids is tens of megabytes of small objects.
 
     Args:
         limit: Most ids remembered at once.
@@ -46,6 +48,7 @@ class EmittedProfiles:
         self._limit = limit
         self._across_walks = across_walks
         self._ids: set[str] = set()
+        self._packed: str | None = None
         self._recent: dict[str, str] = {}
         self._since = ""
         self._walk: object = None
@@ -64,6 +67,7 @@ class EmittedProfiles:
                 self.forget()
                 self._since = _began(walk)
             self._walk = walk
+        self._unpack()
         if len(self._ids) >= self._limit:
             self._ids, self._recent = set(), {}
         emitted, recent, since, fresh = self._ids, self._recent, self._since, {}
@@ -83,13 +87,25 @@ class EmittedProfiles:
 
     def forget(self) -> None:
         """Gives the remembered ids back (at the end of a walk)."""
-        self._ids, self._recent = set(), {}
+        self._ids, self._recent, self._packed = set(), {}, None
         self._walk = None
 
     def walk_ended(self) -> None:
-        """The walk's last batch was emitted: its ids go, unless the run keeps them."""
+        """The walk's last batch was emitted: its ids go, or are packed if the run keeps them."""
         if not self._across_walks:
             self.forget()
+        elif self._ids:
+            # NUL never occurs in an id: the decoder replaces it (`api.decoding`)
+            self._packed = _ID_SEPARATOR.join(self._ids)
+            self._ids = set()
+
+    def _unpack(self) -> None:
+        if self._packed is not None:
+            self._ids = set(self._packed.split(_ID_SEPARATOR))
+            self._packed = None
+
+
+_ID_SEPARATOR = "\0"
 
 
 def _began(walk: object) -> str:
