@@ -11,8 +11,6 @@ import logging
 import threading
 from collections.abc import Iterator
 from datetime import datetime
-from itertools import chain
-from operator import itemgetter
 
 import dlt
 import pyarrow as pa
@@ -232,8 +230,8 @@ def profiles(
     batch: MembershipBatch, layout: ProfileLayout, stats: ExtractionStats, buffer: TableBuffer
 ) -> Iterator[pa.Table]:
     """One row per profile, however many segments it is in: a walk emits each profile once."""
-    copies = chain(batch.profiles_only, map(itemgetter(1), batch.members))
-    fresh = layout.emitted.fresh(copies, batch.detected_at)
+    copies, keys = batch.profile_copies()
+    fresh = layout.emitted.fresh(copies, batch.detected_at, keys)
     table = unique_profiles_table(fresh, layout) if fresh else None
     if table is not None:
         stats.add_rows(settings.PROFILES_TABLE, table.num_rows)

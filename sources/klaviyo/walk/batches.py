@@ -24,6 +24,7 @@ from .. import settings
 from ..api.client import ClientFactory
 from ..dates import utc_now
 from ..rows.memory import give_back_memory
+from ..rows.profiles import ProfileKey, profile_keys
 from ..stats import ExtractionStats
 from ..typing import Closure, Member, Resource
 from .destination import KnownMemberships
@@ -92,6 +93,8 @@ class MembershipBatch:
     backfilled: list[str] = field(default_factory=list)
     refreshed: list[str] = field(default_factory=list)
     profiles_only: list[Resource] = field(default_factory=list)
+    member_keys: list[ProfileKey] = field(default_factory=list)
+    profiles_only_keys: list[ProfileKey] = field(default_factory=list)
     changed_read: str | None = None
     changed_until: str | None = None
     final: bool = False
@@ -99,6 +102,21 @@ class MembershipBatch:
     @property
     def rows(self) -> int:
         return len(self.members) + len(self.closures) + len(self.profiles_only)
+
+    def profile_copies(self) -> tuple[list[Resource], list[ProfileKey]]:
+        """Every profile of the batch (`profiles_only`, then the members'), with its key.
+
+        Keys made with the pages are used where they cover their list; the others (profiles
+        put in the batch whole, as the read of changed profiles does) are made here.
+        """
+        members = [member[1] for member in self.members]
+        member_keys = self.member_keys
+        if len(member_keys) != len(members):
+            member_keys = profile_keys(members)
+        only_keys = self.profiles_only_keys
+        if len(only_keys) != len(self.profiles_only):
+            only_keys = profile_keys(self.profiles_only)
+        return [*self.profiles_only, *members], [*only_keys, *member_keys]
 
 
 def walk_memberships(
@@ -219,7 +237,9 @@ def _batches(
             run.count_page()
             # zip and repeat make the member tuples without a Python step per member
             batch.members.extend(zip(repeat(event.segment_id), event.profiles, event.joined))
+            batch.member_keys.extend(event.keys)
             batch.profiles_only.extend(event.attributes_only)
+            batch.profiles_only_keys.extend(event.attributes_only_keys)
             stats.add(pages=1)
         elif isinstance(event, Closed):
             batch.closures.extend((event.segment_id, closure) for closure in event.closures)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..rows.profiles import ProfileKey, profile_keys
 from ..typing import Closure, Resource
 
 
@@ -17,13 +18,20 @@ class Page:
     """Members of one segment, as profile resources, with their parsed `joined_group_at`.
 
     `attributes_only` are members whose membership rows are loaded already (a refresh):
-    rows of `profiles` only.
+    rows of `profiles` only. The keys of both lists (`rows.profiles.profile_keys`) are made
+    with the page, in the worker, while its profiles are fresh in memory.
     """
 
     segment_id: str
     profiles: list[Resource]
     joined: list[datetime | None]
     attributes_only: list[Resource] = field(default_factory=list)
+    keys: list[ProfileKey] = field(init=False, repr=False)
+    attributes_only_keys: list[ProfileKey] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.keys = profile_keys(self.profiles)
+        self.attributes_only_keys = profile_keys(self.attributes_only)
 
 
 @dataclass
