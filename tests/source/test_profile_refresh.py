@@ -98,6 +98,17 @@ def _current_members(emu: Any) -> set[str]:
     return {p for s in emu.segment_ids() for p in emu.members(s)}
 
 
+def _empty_segments(emu: Any) -> set[str]:
+    """Segments without members: they have no cursor, so each walk of one is a first load."""
+    return {s for s in emu.segment_ids() if not emu.members(s)}
+
+
+def _all_current(loader: Loader, emu: Any, profile_ids: list[str]) -> bool:
+    """Whether the `profiles` rows of these profiles hold the account's attributes."""
+    stored = _stored(loader)
+    return all(stored[p] == _account(emu, p) for p in profile_ids)
+
+
 def test_a_due_run_makes_every_members_row_equal_the_account(
     loader: Loader, emu: Any, emulator_clock: Any
 ) -> None:
@@ -142,8 +153,7 @@ def test_a_run_not_due_makes_no_extra_request(
     # one page from each cursor, nothing else: no id walk, no refresh
     assert emu.stats.requests["get_segment_profiles"] == segments
     assert emu.stats.requests["get_segment_relationships_profiles"] == 0
-    # a segment without members has no cursor: each walk of it is a first load
-    empty = {s for s in emu.segment_ids() if not emu.members(s)}
+    empty = _empty_segments(emu)
     assert set(stats.segments_refreshed) <= empty and set(stats.segments_reconciled) <= empty
     stored = _stored(duckdb_loader)
     assert all(
@@ -152,8 +162,7 @@ def test_a_run_not_due_makes_no_extra_request(
 
     duckdb_loader.run(refresh_profiles_every_hours=0)
 
-    stored = _stored(duckdb_loader)
-    assert all(stored[p] == _account(emu, p) for p in changed)
+    assert _all_current(duckdb_loader, emu, changed)
 
 
 def test_off_keeps_the_attributes_of_the_join(
@@ -167,7 +176,7 @@ def test_off_keeps_the_attributes_of_the_join(
 
     stats = duckdb_loader.run(refresh_profiles_every_hours="off")
 
-    empty = {s for s in emu.segment_ids() if not emu.members(s)}
+    empty = _empty_segments(emu)
     assert set(stats.segments_refreshed) <= empty
     assert sorted(stats.segments_reconciled) == sorted(emu.segment_ids())
     listed = emu.stats.requests["get_segment_relationships_profiles"]
@@ -210,7 +219,7 @@ def test_at_2024_06_15_a_refresh_keeps_its_own_interval(
     daily = duckdb_loader.run(**options)
 
     assert sorted(daily.segments_reconciled) == sorted(emu.segment_ids())
-    empty = {s for s in emu.segment_ids() if not emu.members(s)}
+    empty = _empty_segments(emu)
     assert set(daily.segments_refreshed) <= empty  # id pages of 1,000 did the reconciliation
     listed = emu.stats.requests["get_segment_relationships_profiles"]
     assert listed == len(emu.segment_ids()) - len(empty)
@@ -219,8 +228,7 @@ def test_at_2024_06_15_a_refresh_keeps_its_own_interval(
     third = duckdb_loader.run(**options)
 
     assert sorted(third.segments_refreshed) == sorted(emu.segment_ids())
-    stored = _stored(duckdb_loader)
-    assert all(stored[p] == _account(emu, p) for p in changed)
+    assert _all_current(duckdb_loader, emu, changed)
 
 
 def test_a_profile_that_left_every_segment_keeps_the_attributes_last_seen(
@@ -281,7 +289,7 @@ def test_by_updated_loads_changed_members_and_no_one_else(
     assert second.profiles_changed == len(changed)
     assert emu.stats.requests["get_profiles"] == 1
     assert emu.stats.requests["get_segment_relationships_profiles"] == 0
-    assert set(second.segments_refreshed) <= {s for s in emu.segment_ids() if not emu.members(s)}
+    assert set(second.segments_refreshed) <= _empty_segments(emu)
 
 
 def test_by_updated_reads_only_when_due(
@@ -303,8 +311,7 @@ def test_by_updated_reads_only_when_due(
 
     assert emu.stats.requests["get_profiles"] == 1
     assert due.profiles_changed == len(changed)
-    stored = _stored(duckdb_loader)
-    assert all(stored[p] == _account(emu, p) for p in changed)
+    assert _all_current(duckdb_loader, emu, changed)
 
 
 def test_switching_to_updated_reads_changes_since_the_last_refresh(
@@ -321,8 +328,7 @@ def test_switching_to_updated_reads_changes_since_the_last_refresh(
 
     assert emu.stats.requests["get_profiles"] == 1
     assert stats.profiles_changed == len(changed)
-    stored = _stored(duckdb_loader)
-    assert all(stored[p] == _account(emu, p) for p in changed)
+    assert _all_current(duckdb_loader, emu, changed)
 
 
 def test_a_profile_changed_during_the_walk_is_emitted_again() -> None:
