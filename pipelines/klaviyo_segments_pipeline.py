@@ -18,6 +18,7 @@ import dlt
 from dlt.common.destination import Destination
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
+from pipelines.duckdb_destination import duckdb_key_dedup
 from pipelines.errors import PipelineConfigError
 from pipelines.lock import one_run_at_a_time
 from sources.klaviyo import EmittedProfiles, ExtractionStats, klaviyo_source
@@ -105,7 +106,7 @@ def make_destination(destination: str, duckdb_file: str | None) -> Any:
         credentials = DuckDbCredentials(
             str(duckdb_path(duckdb_file)), global_config={**defaults, **configured}
         )
-        return dlt.destinations.duckdb(credentials=credentials)
+        return duckdb_key_dedup(credentials=credentials)
     return Destination.from_reference(destination)
 
 

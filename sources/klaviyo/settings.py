@@ -118,6 +118,8 @@ PROFILE_STRING_ATTRIBUTES = (
     "image",
 )
 PROFILE_DATETIME_ATTRIBUTES = ("created", "updated", "last_event_date")
+PROFILE_UPDATED = "updated"
+"""When a profile last changed: of two copies of a profile in one load, the newer is kept."""
 LOCATION_COORDINATE_FIELDS = ("latitude", "longitude")
 LOCATION_FIELDS = (
     "address1",

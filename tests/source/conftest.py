@@ -14,6 +14,7 @@ from typing import Any
 import dlt
 import pytest
 
+from pipelines.duckdb_destination import duckdb_key_dedup
 from sources.klaviyo import ExtractionStats, klaviyo_source, settings
 
 TABLES = (
@@ -175,7 +176,7 @@ def duckdb_loader(emu: Any, pipelines_dir: str, tmp_path: Path) -> Loader:
     """A Loader writing to a DuckDB file of its own."""
     pipeline = dlt.pipeline(
         pipeline_name=f"klaviyo_test_{next(_names)}",
-        destination=dlt.destinations.duckdb(str(tmp_path / "warehouse.duckdb")),
+        destination=duckdb_key_dedup(str(tmp_path / "warehouse.duckdb")),
         dataset_name="klaviyo",
         pipelines_dir=pipelines_dir,
     )

@@ -52,6 +52,7 @@ from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
 from klaviyo_emulator import Emulator
+from pipelines.duckdb_destination import duckdb_key_dedup
 from sources.klaviyo import ExtractionStats, dates
 from sources.klaviyo.exceptions import KlaviyoConfigError, find_klaviyo_error
 
@@ -283,7 +284,7 @@ class MembershipMachine(RuleBasedStateMachine):
         folder = Path(self._resources.enter_context(tempfile.TemporaryDirectory()))
         pipeline = dlt.pipeline(
             pipeline_name=f"klaviyo_property_{next(_names)}",
-            destination=dlt.destinations.duckdb(str(folder / "warehouse.duckdb")),
+            destination=duckdb_key_dedup(str(folder / "warehouse.duckdb")),
             dataset_name="klaviyo",
             pipelines_dir=str(folder / "pipelines"),
         )

@@ -178,8 +178,11 @@ class ProfileLayout:
         return pa.schema(fields)
 
     def column_hints(self) -> TTableSchemaColumns:
-        """dlt hints: JSON columns are JSON (not text), so they stay queryable as JSON."""
+        """dlt hints: JSON columns are JSON (not text), so they stay queryable as JSON; of
+        two copies of a profile in one load (`EmittedProfiles`), the newest `updated` wins."""
         hints: TTableSchemaColumns = {"id": {"data_type": "text", "nullable": False}}
+        if settings.PROFILE_UPDATED in self.datetimes:
+            hints[settings.PROFILE_UPDATED] = {"dedup_sort": "desc"}
         for name in self.json:
             hints[name] = {"data_type": "json"}
         return hints

@@ -1,0 +1,150 @@
+"""The pipeline's DuckDB destination: dlt's, whose merge deduplicates staged rows by key."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pyarrow as pa
+import pytest
+from dlt.common.schema.typing import TTableSchemaColumns
+
+from pipelines.duckdb_destination import KeyDedupMergeJob, duckdb_key_dedup
+from pipelines.klaviyo_segments_pipeline import make_pipeline
+from sources.klaviyo.rows.profiles import profile_layout
+
+_names = itertools.count()
+NEWEST_UPDATED: TTableSchemaColumns = {"updated": {"dedup_sort": "desc"}}
+OLDEST_UPDATED: TTableSchemaColumns = {"updated": {"dedup_sort": "asc"}}
+
+
+def _at(day: int | None) -> datetime | None:
+    return None if day is None else datetime(2026, 1, day, tzinfo=timezone.utc)
+
+
+def _profiles(*rows: tuple[str, int | None, str]) -> pa.Table:
+    """Rows of (id, day of `updated`, email), as the source hands `profiles` to dlt."""
+    return pa.table(
+        {
+            "id": [row[0] for row in rows],
+            "updated": pa.array([_at(row[1]) for row in rows], pa.timestamp("us", tz="UTC")),
+            "email": [row[2] for row in rows],
+        }
+    )
+
+
+def _load(pipeline: Any, items: list[pa.Table], columns: TTableSchemaColumns) -> None:
+    """One load of `items` (one package) into a merge table keyed by `id`."""
+
+    @dlt.resource(name="profiles", primary_key="id", write_disposition="merge", columns=columns)
+    def profiles() -> Iterator[pa.Table]:
+        yield from items
+
+    pipeline.run(profiles())
+
+
+def _stored(pipeline: Any) -> list[tuple[Any, ...]]:
+    with pipeline.sql_client() as client:
+        rows = client.execute_sql("select id, updated, email from profiles order by id, email")
+    return [(row[0], row[1].day if row[1] else None, row[2]) for row in rows]
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def pipeline(request: pytest.FixtureRequest, pipelines_dir: str, tmp_path: Path) -> Iterator[Any]:
+    """A pipeline into the project's DuckDB destination, or into Postgres (dlt's merge)."""
+    if request.param == "duckdb":
+        destination: Any = duckdb_key_dedup(str(tmp_path / "warehouse.duckdb"))
+        dataset = "dedup"
+    else:
+        destination = dlt.destinations.postgres(request.getfixturevalue("postgres_url"))
+        dataset = request.getfixturevalue("dataset_name")
+    pipeline = dlt.pipeline(
+        pipeline_name=f"dedup_{next(_names)}",
+        destination=destination,
+        dataset_name=dataset,
+        pipelines_dir=pipelines_dir,
+    )
+    yield pipeline
+    if request.param == "postgres":
+        with pipeline.sql_client() as client:
+            for schema in (dataset, f"{dataset}_staging"):
+                client.execute_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_a_profile_loaded_twice_in_one_load_keeps_its_newest_copy(pipeline: Any) -> None:
+    first = _profiles(("p1", 1, "old@x"), ("p2", 1, "two@x"), ("p3", 2, "three@x"))
+    # a copy staged twice, as a copy job run again after a kill stages it
+    second = _profiles(("p1", 3, "new@x"), ("p3", 2, "three@x"), ("p4", None, "four@x"))
+
+    _load(pipeline, [first, second], NEWEST_UPDATED)
+
+    assert _stored(pipeline) == [
+        ("p1", 3, "new@x"),
+        ("p2", 1, "two@x"),
+        ("p3", 2, "three@x"),
+        ("p4", None, "four@x"),
+    ]
+    _load(pipeline, [_profiles(("p2", 5, "later@x"), ("p2", 4, "earlier@x"))], NEWEST_UPDATED)
+    assert ("p2", 5, "later@x") in _stored(pipeline)
+    assert len(_stored(pipeline)) == 4
+
+
+def test_the_oldest_copy_is_kept_when_asked_and_one_copy_without_a_sort_value(
+    pipeline: Any,
+) -> None:
+    rows = _profiles(
+        ("p1", 3, "new@x"), ("p1", 1, "old@x"), ("p2", None, "a@x"), ("p2", None, "a@x")
+    )
+
+    _load(pipeline, [rows], OLDEST_UPDATED)
+
+    assert _stored(pipeline) == [("p1", 1, "old@x"), ("p2", None, "a@x")]
+
+
+def test_without_a_sort_column_each_key_is_loaded_once(pipeline: Any) -> None:
+    rows = _profiles(("p1", 1, "a@x"), ("p1", 1, "a@x"), ("p2", 2, "b@x"))
+
+    _load(pipeline, [rows, _profiles(("p2", 2, "b@x"))], {})
+
+    assert _stored(pipeline) == [("p1", 1, "a@x"), ("p2", 2, "b@x")]
+
+
+def test_the_merge_groups_the_key_columns_instead_of_a_window() -> None:
+    select = KeyDedupMergeJob.gen_select_from_dedup_sql(
+        '"s"."profiles"', ['"id"'], ['"id"', '"email"'], ('"updated"', "desc")
+    )
+
+    assert "OVER" not in select
+    assert 'GROUP BY "id"' in select
+    assert 'arg_max(rowid, "updated")' in select
+
+
+def test_the_pipeline_keeps_dlts_duckdb_type_name_and_state(
+    pipelines_dir: str, tmp_path: Path
+) -> None:
+    file = str(tmp_path / "shared.duckdb")
+    before = dlt.pipeline(
+        pipeline_name="switched",
+        destination=dlt.destinations.duckdb(file),
+        dataset_name="klaviyo",
+        pipelines_dir=pipelines_dir,
+    )
+    _load(before, [_profiles(("p1", 1, "old@x"), ("p2", 1, "two@x"))], NEWEST_UPDATED)
+
+    after = make_pipeline(duckdb_file=file, pipelines_dir=pipelines_dir, pipeline_name="switched")
+    _load(after, [_profiles(("p1", 2, "new@x"), ("p1", 2, "new@x"))], NEWEST_UPDATED)
+
+    assert isinstance(after.destination, duckdb_key_dedup)
+    assert after.destination.destination_type == "dlt.destinations.duckdb"
+    assert after.destination.destination_name == "duckdb"
+    assert after.state["destination_type"] == before.state["destination_type"]
+    assert _stored(after) == [("p1", 2, "new@x"), ("p2", 1, "two@x")]
+
+
+def test_profiles_keep_the_copy_with_the_newest_updated() -> None:
+    assert profile_layout(None, ()).column_hints()["updated"] == {"dedup_sort": "desc"}
+    assert "updated" not in profile_layout(["email"], ()).column_hints()
