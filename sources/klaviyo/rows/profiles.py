@@ -122,9 +122,8 @@ ProfileKey = tuple[str, str | None]
 def profile_keys(profiles: Iterable[Resource]) -> list[ProfileKey]:
     """The id and `updated` of each profile: all `EmittedProfiles` reads of a profile.
 
-    Made by the worker right after decoding a page: read later, from a batch of thousands of
-    profiles, the same two values cost about twice as much (the dicts are out of the CPU's
-    caches by then).
+    Made by the worker right after decoding a page, while its dicts are in the CPU's caches:
+    read later from a batch of thousands of profiles, they cost about twice as much.
     """
     keys: list[ProfileKey] = []
     append = keys.append
