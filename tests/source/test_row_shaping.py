@@ -23,7 +23,13 @@ from sources.klaviyo.rows.memberships import (
 )
 from sources.klaviyo.rows.memory import give_back_memory
 from sources.klaviyo.rows.profiles import EmittedProfiles, profile_layout, profiles_table
-from sources.klaviyo.rows.values import json_bytes, json_column, json_text
+from sources.klaviyo.rows.values import (
+    finite_number,
+    finite_number_column,
+    json_bytes,
+    json_column,
+    json_text,
+)
 
 UTC = timezone.utc
 KEY = "pk_" + "a1B2" * 8 + "c3"
@@ -190,6 +196,31 @@ def test_coordinates_from_numbers_text_and_odd_values() -> None:
         7.0,
         -0.0,
     ]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        # numbers only: arrow converts them
+        ([1.5, None, 7, -0.0, float("nan"), float("-inf")], [1.5, None, 7.0, -0.0, None, None]),
+        # numbers and numeric text, as Klaviyo documents coordinates
+        (["42.36", 35.6, None, "-1e5", "1e400", "inf"], [42.36, 35.6, None, -1e5, None, None]),
+        # text arrow refuses: Python reads it the same way as before
+        ([" 4", "1_000", "east", 2.5], [4.0, 1000.0, None, 2.5]),
+        # integers beyond a double (or 64 bits), booleans, objects: value by value
+        (
+            [10**400, -(10**400), 2**70, True, {"a": 1}, 3],
+            [None, None, float(2**70), None, None, 3.0],
+        ),
+    ],
+)
+def test_coordinates_convert_by_arrow_as_python_would(
+    values: list[Any], expected: list[float | None]
+) -> None:
+    column = finite_number_column(values)
+
+    assert column.type == pa.float64()
+    assert column.to_pylist() == expected == [finite_number(value) for value in values]
 
 
 def test_giving_memory_back_is_harmless() -> None:

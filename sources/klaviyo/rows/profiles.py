@@ -13,7 +13,7 @@ from dlt.common.schema.typing import TTableSchemaColumns
 from .. import settings
 from ..dates import parse_datetime
 from ..typing import Resource
-from .values import UTC_TIMESTAMP, finite_number, json_bytes, json_column, json_text
+from .values import UTC_TIMESTAMP, finite_number_column, json_bytes, json_column, json_text
 
 
 class EmittedProfiles:
@@ -288,7 +288,7 @@ def unique_profiles_table(profiles: Mapping[str, Resource], layout: ProfileLayou
     for name in layout.location:
         if name in settings.LOCATION_COORDINATE_FIELDS:
             values = [loc.get(name) for loc in locations]
-            columns[f"location_{name}"] = pa.array(_coordinates(values), pa.float64())
+            columns[f"location_{name}"] = finite_number_column(values)
     for name in layout.json:
         columns[name] = json_column([a.get(name) for a in attributes])
     return pa.Table.from_arrays([columns[field.name] for field in schema], schema=schema)
@@ -388,13 +388,3 @@ def _text(value: Any) -> str | None:
     if isinstance(value, (dict, list)):
         return json_text(value)
     return str(value)
-
-
-def _coordinates(values: list[Any]) -> list[float | None]:
-    """Each value as a finite float or None (Klaviyo documents latitude and longitude as
-    string or number); a finite float (a JSON number) is taken as it is."""
-    # `v - v == 0.0` is false for inf and nan only: no call for the common case.
-    return [
-        value if value.__class__ is float and value - value == 0.0 else finite_number(value)
-        for value in values
-    ]

@@ -9,19 +9,48 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
 def finite_number(value: Any) -> float | None:
-    """`value` as a finite float; None for booleans, None, text that is no number, inf, nan."""
+    """`value` as a finite float; None for booleans, None, text that is no number, inf, nan,
+    and integers beyond a double's range."""
     if isinstance(value, bool):
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
+
+
+def finite_number_column(values: list[Any]) -> pa.Array:
+    """A double array of `finite_number` of each value.
+
+    Numbers and numeric text (Klaviyo documents coordinates as either) are converted by
+    arrow; a value it refuses (a boolean, text such as " 4" that Python reads and arrow does
+    not, an integer beyond 64 bits) sends the column through `finite_number`, value by
+    value, so the array is the same either way.
+    """
+    kinds = set(map(type, values))
+    try:
+        if kinds <= _NUMBER_OR_NULL:
+            numbers = pa.array(values, pa.float64())
+        elif kinds <= _NUMBER_TEXT_OR_NULL:
+            texts = pa.array([v if v.__class__ is str else None for v in values], pa.string())
+            numbers = pa.array([None if v.__class__ is str else v for v in values], pa.float64())
+            numbers = pc.coalesce(numbers, texts.cast(pa.float64()))
+        else:
+            return pa.array([finite_number(value) for value in values], pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([finite_number(value) for value in values], pa.float64())
+    return pc.if_else(pc.is_finite(numbers), numbers, pa.scalar(None, pa.float64()))
+
+
+_NUMBER_OR_NULL = frozenset((float, int, type(None)))
+_NUMBER_TEXT_OR_NULL = frozenset((float, int, str, type(None)))
 
 
 def json_text(value: Any) -> str | None:
