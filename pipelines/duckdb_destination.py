@@ -46,9 +46,11 @@ class KeyDedupMergeJob(SqlMergeFollowupJob):
         """The staged rows to insert: one per key (the newest by `dedup_sort` when set).
 
         Selections that carry extra columns for a condition (tables with nested tables,
-        which this project does not load) stay dlt's.
+        which this project does not load), and tables with a column of their own named
+        `rowid` (which would hide DuckDB's), stay dlt's.
         """
-        if skip_dedup or condition_columns is not None or not primary_keys:
+        own_rowid = any(column.strip('"').lower() == "rowid" for column in columns)
+        if skip_dedup or condition_columns is not None or not primary_keys or own_rowid:
             return super().gen_select_from_dedup_sql(
                 table_name,
                 primary_keys,

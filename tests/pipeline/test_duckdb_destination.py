@@ -123,6 +123,19 @@ def test_the_merge_groups_the_key_columns_instead_of_a_window() -> None:
     assert 'arg_max(rowid, "updated")' in select
 
 
+def test_a_table_with_a_rowid_column_of_its_own_is_deduplicated_by_dlts_window(
+    pipeline: Any,
+) -> None:
+    rows = _profiles(("p1", 1, "a@x"), ("p1", 1, "a@x"), ("p2", 2, "b@x"))
+    rows = rows.append_column("rowid", pa.array([7, 7, 3]))
+
+    _load(pipeline, [rows], {})
+
+    assert _stored(pipeline) == [("p1", 1, "a@x"), ("p2", 2, "b@x")]
+    select = KeyDedupMergeJob.gen_select_from_dedup_sql('"s"."t"', ['"id"'], ['"id"', '"rowid"'])
+    assert "ROW_NUMBER() OVER" in select
+
+
 def test_the_pipeline_keeps_dlts_duckdb_type_name_and_state(
     pipelines_dir: str, tmp_path: Path
 ) -> None:
