@@ -1,4 +1,5 @@
-"""The pipeline's DuckDB destination: dlt's, whose merge deduplicates staged rows by key."""
+"""The pipeline's DuckDB destination: dlt's, whose merge deduplicates by key and merges a
+table's only load file in its copy job."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ import dlt
 import pyarrow as pa
 import pytest
 from dlt.common.schema.typing import TTableSchemaColumns
+from dlt.destinations.exceptions import DatabaseTransientException
+from dlt.destinations.job_client_impl import SqlLoadJob
+from dlt.pipeline.exceptions import PipelineStepFailed
 
-from pipelines.duckdb_destination import KeyDedupMergeJob, duckdb_key_dedup
+from pipelines.duckdb_destination import FileMergedByItsCopyJob, KeyDedupMergeJob, duckdb_key_dedup
 from pipelines.klaviyo_segments_pipeline import make_pipeline
 from sources.klaviyo.rows.profiles import profile_layout
 
@@ -161,3 +165,135 @@ def test_the_pipeline_keeps_dlts_duckdb_type_name_and_state(
 def test_profiles_keep_the_copy_with_the_newest_updated() -> None:
     assert profile_layout(None, ()).column_hints()["updated"] == {"dedup_sort": "desc"}
     assert "updated" not in profile_layout(["email"], ()).column_hints()
+
+
+def _duckdb_pipeline(pipelines_dir: str, tmp_path: Path, destination: Any = None) -> Any:
+    """A pipeline `merge` into tmp_path's DuckDB file, by default with the project's destination."""
+    file = str(tmp_path / "warehouse.duckdb")
+    return dlt.pipeline(
+        pipeline_name="merge",
+        destination=destination or duckdb_key_dedup(file),
+        dataset_name="merge",
+        pipelines_dir=pipelines_dir,
+    )
+
+
+def _staged(pipeline: Any, table: str = "profiles") -> int:
+    with pipeline.sql_client() as client:
+        return int(client.execute_sql(f"select count(*) from merge_staging.{table}")[0][0])
+
+
+def _package_files(pipeline: Any, table: str) -> list[str]:
+    info = pipeline.get_load_package_info(pipeline.list_completed_load_packages()[-1])
+    return [
+        job.file_path
+        for job in info.jobs["completed_jobs"]
+        if job.job_file_info.table_name == table and job.file_path.endswith(".parquet")
+    ]
+
+
+def test_a_tables_only_file_is_merged_by_its_copy_job_without_staging(
+    pipelines_dir: str, tmp_path: Path
+) -> None:
+    pipeline = _duckdb_pipeline(pipelines_dir, tmp_path)
+    items = [_profiles(("p1", 1, "old@x"), ("p2", 1, "two@x")), _profiles(("p1", 2, "new@x"))]
+
+    _load(pipeline, items, NEWEST_UPDATED)
+
+    assert len(_package_files(pipeline, "profiles")) == 1
+    assert _stored(pipeline) == [("p1", 2, "new@x"), ("p2", 1, "two@x")]
+    assert _staged(pipeline) == 0
+    plain = _duckdb_pipeline(
+        pipelines_dir, tmp_path / "plain", dlt.destinations.duckdb(str(tmp_path / "plain.duckdb"))
+    )
+    _load(plain, items, NEWEST_UPDATED)
+    assert _stored(plain) == _stored(pipeline)
+    assert _staged(plain) == 3
+
+
+def test_a_table_in_several_files_of_a_load_is_merged_from_staging(
+    pipelines_dir: str, tmp_path: Path
+) -> None:
+    pipeline = _duckdb_pipeline(pipelines_dir, tmp_path)
+    wider = _profiles(("p1", 3, "new@x"), ("p3", 1, "three@x"))
+    # another set of columns starts another file
+    items = [
+        _profiles(("p1", 1, "old@x"), ("p2", 1, "two@x")),
+        wider.append_column("title", pa.array(["CEO", None])),
+    ]
+
+    _load(pipeline, items, NEWEST_UPDATED)
+
+    assert len(_package_files(pipeline, "profiles")) == 2
+    assert _stored(pipeline) == [("p1", 3, "new@x"), ("p2", 1, "two@x"), ("p3", 1, "three@x")]
+    assert _staged(pipeline) == 4
+
+
+def _two_tables(pipeline: Any) -> None:
+    @dlt.resource(name="profiles", primary_key="id", write_disposition="merge")
+    def profiles() -> Iterator[pa.Table]:
+        yield _profiles(("p1", 1, "a@x"), ("p2", 2, "b@x"))
+
+    @dlt.resource(name="members", primary_key="id", write_disposition="merge")
+    def members() -> Iterator[pa.Table]:
+        yield _profiles(("m1", 1, "c@x"), ("m2", 2, "d@x"))
+
+    pipeline.run([profiles(), members()])
+
+
+def _member_rows(pipeline: Any) -> list[tuple[Any, ...]]:
+    with pipeline.sql_client() as client:
+        return [
+            tuple(row)
+            for row in client.execute_sql(
+                "select id from profiles union all select id from members order by 1"
+            )
+        ]
+
+
+def test_a_package_this_destination_began_is_finished_by_dlts_duckdb_with_every_row(
+    pipelines_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = _duckdb_pipeline(pipelines_dir, tmp_path)
+    merge = FileMergedByItsCopyJob.run
+
+    def members_fail(job: FileMergedByItsCopyJob) -> None:
+        if job._load_table["name"] == "members":
+            raise DatabaseTransientException(RuntimeError("the node went away"))
+        merge(job)
+
+    monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")
+    monkeypatch.setattr(FileMergedByItsCopyJob, "run", members_fail)
+    with pytest.raises(PipelineStepFailed):
+        _two_tables(pipeline)
+    monkeypatch.undo()
+
+    plain = _duckdb_pipeline(
+        pipelines_dir, tmp_path, dlt.destinations.duckdb(str(tmp_path / "warehouse.duckdb"))
+    )
+    plain.load()
+
+    assert _member_rows(plain) == [("m1",), ("m2",), ("p1",), ("p2",)]
+
+
+def test_a_package_dlts_duckdb_began_is_finished_here_with_every_row(
+    pipelines_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = _duckdb_pipeline(
+        pipelines_dir, tmp_path, dlt.destinations.duckdb(str(tmp_path / "warehouse.duckdb"))
+    )
+
+    def merge_fails(job: Any) -> None:
+        raise DatabaseTransientException(RuntimeError("the node went away"))
+
+    monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")
+    monkeypatch.setattr(SqlLoadJob, "run", merge_fails)
+    with pytest.raises(PipelineStepFailed):
+        _two_tables(plain)
+    monkeypatch.undo()
+    assert _staged(plain, "members") == 2
+
+    pipeline = _duckdb_pipeline(pipelines_dir, tmp_path)
+    pipeline.load()
+
+    assert _member_rows(pipeline) == [("m1",), ("m2",), ("p1",), ("p2",)]
