@@ -16,6 +16,11 @@ _MAX_LENGTH = 400
 # A failed load's cause is cut shorter, so that the way out that follows it always fits.
 _MAX_CAUSE_LENGTH = 220
 DROP_PENDING_OPTION = "--drop-pending"
+DUCKDB_OUT_OF_MEMORY = "Out of Memory Error"
+DUCKDB_MEMORY_HINT = (
+    "DuckDB reached its memory_limit, raise it: DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG="
+    """'{"memory_limit": "400MB"}' or destination.duckdb.credentials.global_config"""
+)
 _EXAMPLE_URLS = {"postgres": "postgresql://user:password@host:5432/database"}
 
 
@@ -54,6 +59,9 @@ def describe_failure(error: BaseException) -> str:
     failed_step = step_failed.step if step_failed else None
     where = f"destination error during {failed_step}: " if failed_step in ("sync", "load") else ""
     reason = f"{where}{type(innermost).__name__}: {innermost}"
+    if DUCKDB_OUT_OF_MEMORY in str(innermost):
+        # the limit is the pipeline's own (`make_destination`), so say where it is set
+        reason = f"{DUCKDB_MEMORY_HINT}; {reason}"
     pending = _pending_package(step_failed)
     if pending is None:
         return _one_line(reason)

@@ -93,3 +93,23 @@ def test_drop_pending_after_the_destination_recorded_the_load(
     assert project.main("--drop-pending") == 0
 
     project.tables.assert_matches_account(emu)
+
+
+def test_duckdb_out_of_memory_says_how_to_raise_the_limit_and_loses_nothing(
+    project: Project, emu: Emulator
+) -> None:
+    project.env["DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"] = '{"memory_limit": "2MB"}'
+
+    starved = project.run("--quiet")
+
+    assert starved.returncode == 1
+    assert starved.stderr.count("\n") == 1, starved.stderr
+    line = starved.stderr.strip()
+    assert line.startswith(ERROR_PREFIX + "DuckDB reached its memory_limit, raise it:")
+    assert "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG" in line
+    assert PENDING.search(line), line
+
+    del project.env["DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"]
+    assert project.run("--quiet").returncode == 0
+    members = sum(len(emu.members(segment_id)) for segment_id in emu.segment_ids())
+    assert project.tables.rows("select count(*) from {ds}.segment_memberships") == [(members,)]
