@@ -5,8 +5,9 @@ to the database file (write-ahead log, then compressed at a checkpoint), only to
 once in the merge that follows. When a load holds one file of a table, as it does for the
 tables of this source, that file's copy job merges it itself: it reads the file into a
 temporary table (in memory, spilling to DuckDB's temporary folder, never written to the
-database file), deletes the rows whose keys it holds and inserts one row per key (picked as
-`kept_rowid` picks), in one transaction. The merge that would follow is not made.
+database file), deletes the rows whose keys it holds and inserts one row per key
+(`one_row_per_key`), in one transaction. The merge from staging still follows and finds the
+staging table empty.
 
 Whoever finishes a package loads the same rows: a copy job run again (the process was killed
 before it was marked done) deletes and inserts the same rows again; and a package finished
@@ -16,7 +17,7 @@ them from there, while the files already merged are in the table.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from dlt.common.schema import Schema
@@ -56,7 +57,7 @@ def merges_by_copy_job(table: TTableSchema, schema: Schema, files: Sequence[str]
         return False
     if any(table.get(hint) for hint in MERGE_HINTS_THAT_NEED_STAGING):
         return False
-    if any(name.lower() in RESERVED_COLUMNS for name in table.get("columns", {})):
+    if hides_rowid(table.get("columns", {})):
         return False
     if get_columns_names_with_prop(table, "merge_key"):
         return False
@@ -92,17 +93,27 @@ def merge_from_file_sql(table: TTableSchema, path: str, sql_client: SqlClientBas
     return [
         f"CREATE OR REPLACE TEMP TABLE {staged} AS SELECT * FROM read_parquet({literal})",
         f"DELETE FROM {name} AS d WHERE EXISTS (SELECT 1 FROM {staged} AS s WHERE {matches})",
-        f"INSERT INTO {name} BY NAME SELECT * FROM {staged} WHERE rowid IN"
-        f" (SELECT {kept_rowid(sort)} FROM {staged} GROUP BY {', '.join(keys)})",
+        f"INSERT INTO {name} BY NAME SELECT * FROM {staged}"
+        f" WHERE {one_row_per_key(staged, keys, sort)}",
         f"DROP TABLE {staged}",
     ]
 
 
-def kept_rowid(dedup_sort: tuple[str, TSortOrder] | None) -> str:
-    """The aggregate that picks a key's row: dlt keeps the highest `dedup_sort` value for
-    "desc" and the lowest for "asc", nulls last, and any row when no value decides."""
-    if dedup_sort is None:
-        return "min(rowid)"
-    column, order = dedup_sort
-    pick = "arg_max" if order == "desc" else "arg_min"
-    return f"coalesce({pick}(rowid, {column}), min(rowid))"
+def one_row_per_key(
+    table_name: str, keys: Sequence[str], dedup_sort: tuple[str, TSortOrder] | None
+) -> str:
+    """The condition that keeps one row of `table_name` per key (escaped names): grouping
+    the key columns only, where dlt numbers the rows of every key with a window over every
+    column. The row kept is the one dlt keeps: the highest `dedup_sort` value for "desc" and
+    the lowest for "asc", nulls last, and any row when no value decides."""
+    kept = "min(rowid)"
+    if dedup_sort is not None:
+        column, order = dedup_sort
+        pick = "arg_max" if order == "desc" else "arg_min"
+        kept = f"coalesce({pick}(rowid, {column}), min(rowid))"
+    return f"rowid IN (SELECT {kept} FROM {table_name} GROUP BY {', '.join(keys)})"
+
+
+def hides_rowid(column_names: Iterable[str]) -> bool:
+    """Whether a column of the table (names escaped or not) would hide DuckDB's `rowid`."""
+    return any(name.strip('"').lower() in RESERVED_COLUMNS for name in column_names)

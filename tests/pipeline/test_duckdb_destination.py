@@ -162,7 +162,7 @@ def test_the_pipeline_keeps_dlts_duckdb_type_name_and_state(
     assert _stored(after) == [("p1", 2, "new@x"), ("p2", 1, "two@x")]
 
 
-def test_profiles_keep_the_copy_with_the_newest_updated() -> None:
+def test_profiles_declare_updated_as_the_column_that_picks_a_copy() -> None:
     assert profile_layout(None, ()).column_hints()["updated"] == {"dedup_sort": "desc"}
     assert "updated" not in profile_layout(["email"], ()).column_hints()
 

@@ -128,7 +128,7 @@ def profile_keys(profiles: Iterable[Resource]) -> list[ProfileKey]:
     keys: list[ProfileKey] = []
     append = keys.append
     for profile in profiles:
-        updated = (profile.get("attributes") or _NO_ATTRIBUTES).get("updated")
+        updated = (profile.get("attributes") or _NO_ATTRIBUTES).get(settings.PROFILE_UPDATED)
         append((profile["id"], updated if isinstance(updated, str) else None))
     return keys
 
