@@ -37,6 +37,7 @@ bench: setup
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/accounts.py
 	$(BIN)/python bench/resume.py
+	$(BIN)/python bench/daily.py
 
 # Many accounts: `dagster dev` on three emulated accounts (docs/accounts.md).
 dagster-demo: setup

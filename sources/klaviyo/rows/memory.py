@@ -3,7 +3,8 @@
 The walk decodes every page into many small Python objects and converts batches of them to
 arrow. Freed, that memory stays with the process: arrow's allocator keeps its pages, and
 glibc's malloc keeps the heap of every thread that decoded pages. The load step comes next
-(DuckDB's merge is the run's memory peak), so the walk hands it back when it ends.
+(DuckDB's merge is the run's memory peak), so the walk hands it back when it ends, and the
+DuckDB destination again when a load begins (after dlt's extract and normalize steps).
 """
 
 from __future__ import annotations
