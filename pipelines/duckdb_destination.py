@@ -15,7 +15,7 @@ about 8.6 to 6.9 CPU-seconds.
 
 Each load begins by handing the memory that dlt's extract and normalize steps freed back to
 the system (`give_back_memory`), since the load is a run's memory peak: 12 to 14 MB a load,
-and 45 to 50 MB off the peak of a 1,050,000-membership first load.
+and about 50 MB off the peak of a 1,050,000-membership first load.
 
 Everything else is dlt's: the type and name stay `duckdb` (configuration under
 `destination.duckdb`, the pipeline's state and datasets alike), and so do the other merge
