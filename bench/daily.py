@@ -33,7 +33,6 @@ from support import (
     large_preset_parser,
     log,
     machine,
-    peak_rss_mb,
     process_cpu_seconds,
     scale_client_windows,
 )
@@ -69,7 +68,6 @@ def run_once(folder: Path, base_url: str, api_key: str, daily: bool) -> dict[str
     return {
         "ok": report.complete,
         "cpu_s": cpu,
-        "peak_rss_mb": peak_rss_mb(),
         "phases_peak_rss_mb": {k: round(v, 1) for k, v in meter.peak_rss_mb.items()},
         "segments_walked": len(stats.segments_walked),
         "segments_reconciled": len(stats.segments_reconciled),
@@ -91,13 +89,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for phase in ("first", "daily"):
             command = [sys.executable, __file__, "--phase", phase, "--folder", str(folder)]
             command += ["--base-url", emulator.base_url]
-            environment = {"BENCH_API_KEY": emulator.api_key}
+            environment = {**os.environ, "BENCH_API_KEY": emulator.api_key}
             done = subprocess.run(
-                command,
-                stdout=subprocess.PIPE,
-                text=True,
-                check=False,
-                env={**os.environ, **environment},
+                command, stdout=subprocess.PIPE, text=True, check=False, env=environment
             )
             lines = done.stdout.strip().splitlines()
             results.append(json.loads(lines[-1]) if lines else {"ok": False})
@@ -115,9 +109,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "failed_runs": int(failure is not None),
         "memberships": expected,
         "first_cpu_s_per_100k_memberships": round(first.get("cpu_s", 0.0) * per_100k, 2),
-        "first_peak_rss_mb": max((first.get("phases_peak_rss_mb") or {"": 0.0}).values()),
+        "first_peak_rss_mb": _peak_rss_mb(first),
         "daily_cpu_s_per_100k_memberships": round(daily.get("cpu_s", 0.0) * per_100k, 2),
-        "daily_peak_rss_mb": max((daily.get("phases_peak_rss_mb") or {"": 0.0}).values()),
+        "daily_peak_rss_mb": _peak_rss_mb(daily),
         "daily_phases_peak_rss_mb": daily.get("phases_peak_rss_mb"),
         "daily_segments_walked": daily.get("segments_walked"),
         "daily_segments_reconciled": daily.get("segments_reconciled"),
@@ -126,6 +120,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "daily_rows_loaded": daily.get("rows_loaded"),
         **machine(),
     }
+
+
+def _peak_rss_mb(result: dict[str, Any]) -> float:
+    """A run's peak: the highest of its dlt steps' (each measured from the step's start)."""
+    return max((result.get("phases_peak_rss_mb") or {}).values(), default=0.0)
 
 
 def phase(args: argparse.Namespace) -> int:

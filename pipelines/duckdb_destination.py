@@ -112,13 +112,11 @@ class KeyDedupDuckDbClient(DuckDbClient):
         self.final_dataset_name = self.sql_client.dataset_name
 
     def initialize_storage(self, truncate_tables: Iterable[str] | None = None) -> None:
-        if truncate_tables is not None:
-            super().initialize_storage(truncate_tables)
-            return
-        # a load begins: what the extraction and normalization freed goes back to the
-        # system before DuckDB fills its buffer (the load is the run's memory peak)
-        give_back_memory()
-        super().initialize_storage()
+        """dlt's, and where a load begins (the dataset's call, without tables to truncate),
+        the memory the extract and normalize steps freed goes back to the system first."""
+        if truncate_tables is None:
+            give_back_memory()
+        super().initialize_storage(truncate_tables or ())
 
     def create_load_job(
         self, table: PreparedTableSchema, file_path: str, load_id: str, restore: bool = False
