@@ -71,6 +71,8 @@ OPERATION_SCOPES: dict[str, str] = {
     "get_segment_relationships_profiles": "profiles:read",
     "get_profiles": "profiles:read",
 }
+PROFILE_PAGE_OPERATIONS = ("get_segment_profiles", "get_profiles")
+"""Operations whose pages are profiles, decoded to what the source reads (`api.profile_pages`)."""
 
 # HTTP behaviour.
 PRIVATE_KEY_PATTERN = r"pk_[A-Za-z0-9]{34}"

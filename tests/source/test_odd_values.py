@@ -10,7 +10,8 @@ import pytest
 import requests
 
 from sources.klaviyo.api.decoding import decode_json
-from sources.klaviyo.rows.profiles import profile_layout, profiles_table
+from sources.klaviyo.api.profile_pages import decode_profile_page
+from sources.klaviyo.rows.profiles import page_profiles, profile_layout, profiles_table
 from sources.klaviyo.rows.segments import segment_row
 
 from .conftest import Loader
@@ -142,6 +143,66 @@ def test_decode_still_refuses_what_is_not_json(body: bytes) -> None:
 def test_decode_of_a_normal_page_is_orjsons(emu: Any) -> None:
     page = _page(emu, {"additional-fields[profile]": "subscriptions,predictive_analytics"})
     assert decode_json(page) == orjson.loads(page)
+
+
+def test_typed_decoding_of_a_profile_page_builds_the_same_rows(emu: Any) -> None:
+    """The typed decoder drops what the source does not read, and nothing else."""
+    page = _page(emu, {"additional-fields[profile]": "subscriptions,predictive_analytics"})
+    typed, plain = decode_profile_page(page), decode_json(page)
+    assert typed is not None and typed["links"] == plain["links"]
+    for profile in plain["data"]:
+        del profile["relationships"], profile["links"]
+    assert typed["data"] == plain["data"]
+    layout = profile_layout(None, ("subscriptions", "predictive_analytics"))
+    rows = [profiles_table(page_profiles(doc), layout) for doc in (typed, plain)]
+    assert rows[0].num_rows == len(plain["data"]) > 0 and rows[0].equals(rows[1])
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"email": 5},  # not text: decode_json's lenient path writes it as text
+        {"location": "Boston"},
+        {"created": ["2024-01-01"]},
+        {"first_name": "Ann\u0000e"},  # a NUL escape: decode_json repairs it
+        {"last_name": "X\ud800Y"},
+        {"properties": {"pair": "\ud83d\ude00"}},
+    ],
+)
+def test_typed_decoding_leaves_odd_pages_to_decode_json(attributes: dict[str, Any]) -> None:
+    profile = {"type": "profile", "id": "P1", "attributes": attributes}
+    body = json.dumps({"data": [profile], "links": {"next": None}}).replace("\\\\u", "\\u")
+    assert decode_profile_page(body.encode()) is None
+    assert decode_json(body.encode())["data"][0]["id"] == "P1"
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"data":[1],"links":{}}', b'{"data":null,"links":{}}', b'{"data":', b"<html>"]
+)
+def test_typed_decoding_leaves_what_is_no_profile_page(body: bytes) -> None:
+    assert decode_profile_page(body) is None
+
+
+def test_typed_decoding_keeps_wide_integers_and_drops_unknown_attributes() -> None:
+    body = (
+        b'{"data":[{"type":"profile","id":"P1","attributes":{"properties":{"wide":%d},'
+        b'"location":{"latitude":%d,"city":"Oslo"},"unheard_of":{"a":1}}}],"links":{}}'
+        % (WIDE, WIDE)
+    )
+    page = decode_profile_page(body)
+    assert page == {
+        "data": [
+            {
+                "type": "profile",
+                "id": "P1",
+                "attributes": {
+                    "properties": {"wide": WIDE},
+                    "location": {"latitude": WIDE, "city": "Oslo"},
+                },
+            }
+        ],
+        "links": {},
+    }
 
 
 def test_emulator_serves_odd_values_exactly(emu: Any) -> None:

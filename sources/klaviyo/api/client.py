@@ -29,6 +29,7 @@ from ..typing import JsonDoc
 from . import errors
 from .endpoints import Request, rate_limits
 from .errors import FailedAttempt, RetryBudget
+from .profile_pages import decode_profile_page
 from .ratelimit import Admission, EndpointLimiter, Interrupted, shared_limiter, sleep_interruptibly
 
 PRIVATE_KEY_PATTERN = re.compile(settings.PRIVATE_KEY_PATTERN)
@@ -189,7 +190,11 @@ class KlaviyoClient:
             errors.header_number(response, "RateLimit-Reset"),
             admission.ticket,
         )
-        document = errors.decode_answer(response, body)
+        document = None
+        if 200 <= status < 300 and operation in settings.PROFILE_PAGE_OPERATIONS:
+            document = decode_profile_page(body)
+        if document is None:
+            document = errors.decode_answer(response, body)
         if 200 <= status < 300:
             return errors.checked_document(response, body, document)
         if status in settings.RETRY_STATUSES:
