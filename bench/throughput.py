@@ -284,7 +284,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--duckdb-memory-limit",
         default=None,
-        help="DuckDB `memory_limit` for the load step, e.g. 256MB (default: the pipeline's, 100MB)",
+        help="DuckDB `memory_limit` for the load step, e.g. 256MB (default: the pipeline's, 80MB)",
     )
     parser.add_argument(
         "--checkpoint-pages",
