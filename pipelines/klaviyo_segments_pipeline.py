@@ -97,8 +97,9 @@ def make_destination(destination: str, duckdb_file: str | None) -> Any:
         # DuckDB's merge in the load step is the run's memory peak (about 940 MB at 1M
         # memberships with DuckDB's defaults). These settings keep the whole process under
         # 400 MB, spilling to disk instead, for a load about 5 s slower at that size (80MB
-        # took 20 MB off the peak of 100MB for no CPU measured). `destination.duckdb.credentials.global_config` in dlt config
-        # overrides them; a load that needs more fails saying so (`errors`), losing nothing.
+        # took 20 MB off the peak of 100MB for no CPU measured).
+        # `destination.duckdb.credentials.global_config` in dlt config overrides them; a
+        # load that needs more fails saying so (`errors`), losing nothing.
         defaults = {"memory_limit": "80MB", "threads": 1, "preserve_insertion_order": False}
         configured: Any = dlt.config.get("destination.duckdb.credentials.global_config") or {}
         if isinstance(configured, str):
