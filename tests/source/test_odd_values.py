@@ -177,6 +177,16 @@ def test_typed_decoding_leaves_odd_pages_to_decode_json(attributes: dict[str, An
 
 
 @pytest.mark.parametrize(
+    "text", [r"quoted \"word\"", r"back\\slash", r"caf\u00e9", r"tab\there", r"a\/b", r"\u20ac"]
+)
+def test_typed_decoding_takes_escapes_it_need_not_repair(text: str) -> None:
+    body = b'{"data":[{"type":"profile","id":"P1","attributes":{"first_name":"%s"}}],"links":{}}'
+    page = decode_profile_page(body % text.encode())
+    assert page is not None
+    assert page == decode_json(body % text.encode())
+
+
+@pytest.mark.parametrize(
     "body", [b'{"data":[1],"links":{}}', b'{"data":null,"links":{}}', b'{"data":', b"<html>"]
 )
 def test_typed_decoding_leaves_what_is_no_profile_page(body: bytes) -> None:

@@ -11,6 +11,7 @@ surrogate escape) is left to `decode_json`.
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypedDict, cast
 
 import msgspec
@@ -53,7 +54,7 @@ class ProfilePage(TypedDict):
 
 
 _DECODER = msgspec.json.Decoder(ProfilePage)
-_REPAIRED_ESCAPE = (b"\\u0000", b"\\ud", b"\\uD")
+_REPAIRED_ESCAPE = re.compile(rb"\\u(?:0000|[dD])")
 """Escapes `decode_json` repairs (NUL, and surrogates: a page with a pair takes it too)."""
 
 
@@ -61,7 +62,9 @@ def decode_profile_page(body: bytes) -> JsonDoc | None:
     """The page's profiles and links as `decode_json` would give them, without the profiles'
     relationships and links, and without attributes the source does not load; None when the
     page is not such a page or needs `decode_json`'s repairs."""
-    if b"\\u" in body and any(escape in body for escape in _REPAIRED_ESCAPE):
+    # A backslash is found by memchr; a search for two bytes or more scans the page about a
+    # hundred times more slowly, and most pages hold no escape at all.
+    if b"\\" in body and _REPAIRED_ESCAPE.search(body):
         return None
     try:
         return cast(JsonDoc, _DECODER.decode(body))
