@@ -8,12 +8,17 @@ account into its own DuckDB file, as orchestrator tasks do. All K start together
 
 Figures per K: memberships per second of all accounts together against K times one
 account's ceiling; each account's share of its ceiling over the steady windows it kept full
-of requests (as `ceiling.py` counts them); CPU seconds per 100,000 memberships (workers, and
-emulators apart); peak RSS of a worker; requests answered 429. And the largest K at which
-every account still held 0.9 of its ceiling on this machine.
+of requests (enough segments open throughout, and none of its checkpoints loading, when the
+walk sends nothing); CPU seconds per 100,000 memberships (workers, and emulators apart), and
+the cores the workers kept busy over the run; peak RSS of a worker; requests answered 429.
+And the largest K at which every account still held 0.9 of its ceiling on this machine.
 
 Time-scaling makes each account S times as fast as on Klaviyo, hence S times as costly in
 CPU: `accounts_per_core_at_klaviyo_rate` projects the measured CPU cost to unscaled limits.
+`--one-core` measures it instead: every worker runs on one CPU (the emulators on the others),
+so K accounts at S times Klaviyo's rate load one core as K x S accounts would at Klaviyo's;
+`accounts_per_core_held` is S times the largest K at which every account still held 0.9 of
+its ceiling (`--accounts 4,5` at the default scale tries 24 and 30).
 The latency is that of a nearby region, so that a few requests in flight keep an account at its
 limit through most of its segments (`ceiling.py` measures 150 ms pages); it changes the threads
 each worker needs, not the CPU per page.
@@ -24,6 +29,7 @@ Prints one JSON line; exits 1 if a run failed.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -64,6 +70,9 @@ def run_phase(accounts: int, args: argparse.Namespace) -> dict[str, Any]:
     options += ["--jitter", str(args.jitter)]
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="klaviyo-accounts-") as tmp:
         emulators = [stack.enter_context(emulator_process(*options)) for _ in range(accounts)]
+        if args.one_core:
+            for emu in emulators:
+                _pin_process(emu.pid, _other_cores())
         cpu_before = [process_cpu_seconds(emu.pid) for emu in emulators]
         go = Path(tmp) / "go"
         workers = []
@@ -72,6 +81,7 @@ def run_phase(accounts: int, args: argparse.Namespace) -> dict[str, Any]:
             command = [sys.executable, __file__, "--worker", account_id, "--base-url"]
             command += [emu.base_url, "--folder", tmp, "--scale", str(args.scale)]
             command += ["--workers", str(needed + EXTRA_WORKERS), "--go", str(go)]
+            command += ["--one-core"] if args.one_core else []
             environment = {
                 **os.environ,
                 f"ACCOUNTS__{account_id.upper()}__API_KEY": emu.api_key,
@@ -121,6 +131,7 @@ def run_phase(accounts: int, args: argparse.Namespace) -> dict[str, Any]:
         "worker_cpu_s_per_100k_memberships": round(worker_cpu * per_100k, 2),
         "emulator_cpu_s_per_100k_memberships": round(emulator_cpu * per_100k, 2),
         "worker_peak_rss_mb_max": max((r.get("peak_rss_mb") or 0 for r in results), default=0),
+        "worker_cores_busy": round(worker_cpu / elapsed, 2) if elapsed > 0 else 0.0,
         "requests": total,
         "requests_429": throttled,
         "share_429": round(throttled / total, 4) if total else 0.0,
@@ -139,19 +150,31 @@ def _ceiling_ratio(
         and w["start"] + w["seconds"] <= result["finished"]
     ]
     samples = result.get("samples", [])
-    saturated = [w for w in windows if _open_at(samples, w["start"] + w["seconds"]) >= needed]
+    saturated = [w for w in windows if _fewest_open(samples, w["start"], w["seconds"]) >= needed]
     if not saturated:
         return 0.0
     return sum(w["allowed"] for w in saturated) / len(saturated) / STEADY_LIMIT
 
 
-def _open_at(samples: list[list[float]], moment: float) -> int:
-    open_segments = 0
-    for at, count in samples:
-        if at > moment:
-            break
-        open_segments = int(count)
-    return open_segments
+def _fewest_open(samples: list[list[float]], start: float, seconds: float) -> int:
+    """The fewest segments the account had open in a window (0 while it loaded)."""
+    inside = [int(count) for at, count in samples if start <= at <= start + seconds]
+    return min(inside, default=0)
+
+
+def _worker_core() -> int:
+    """The CPU every worker runs on with `--one-core`: the last this process may use."""
+    return max(os.sched_getaffinity(0))
+
+
+def _other_cores() -> set[int]:
+    return os.sched_getaffinity(0) - {_worker_core()}
+
+
+def _pin_process(pid: int, cores: set[int]) -> None:
+    """Every thread of process `pid` onto `cores`; threads it starts later inherit them."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cores)
 
 
 def _wait_ready(folder: str, accounts: int) -> None:
@@ -165,6 +188,8 @@ def _wait_ready(folder: str, accounts: int) -> None:
 
 def worker(args: argparse.Namespace) -> int:
     """One account's run in this process; prints its figures as one JSON line."""
+    if args.one_core:  # before any import starts a thread
+        os.sched_setaffinity(0, {_worker_core()})
     from pipelines.accounts import AccountsConfig, run_account
     from sources.klaviyo import ExtractionStats
 
@@ -180,11 +205,13 @@ def worker(args: argparse.Namespace) -> int:
         time.sleep(0.01)
     stats = ExtractionStats()
     samples: list[list[float]] = []
-    done = threading.Event()
+    done, loading = threading.Event(), threading.Event()
+    _mark_loads(loading)
 
     def sample() -> None:
         while not done.wait(SAMPLE_SECONDS):
-            samples.append([time.monotonic(), stats.segments_total - stats.segments_done])
+            walking = 0 if loading.is_set() else stats.segments_total - stats.segments_done
+            samples.append([time.monotonic(), walking])
 
     sampler = threading.Thread(target=sample, daemon=True)
     cpu_before = process_cpu_seconds()
@@ -212,6 +239,28 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mark_loads(loading: threading.Event) -> None:
+    """Sets `loading` during each normalize and load step of this process's pipelines.
+
+    A checkpoint's segments stay open while it loads, but the walk sends no request then:
+    its windows are the load's, not the account's ceiling.
+    """
+    from dlt.pipeline.pipeline import Pipeline
+
+    for step in ("normalize", "load"):
+        method = getattr(Pipeline, step)
+
+        @functools.wraps(method)
+        def marked(self: Any, *args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            loading.set()
+            try:
+                return _method(self, *args, **kwargs)
+            finally:
+                loading.clear()
+
+        setattr(Pipeline, step, marked)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -223,6 +272,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--latency", type=float, default=0.05, help="seconds a page (0.05)")
     parser.add_argument("--jitter", type=float, default=0.02, help="latency jitter (0.02)")
+    parser.add_argument(
+        "--one-core",
+        action="store_true",
+        help="every worker on one CPU, the emulators on the others (needs 2 CPUs or more)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
@@ -232,6 +286,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.counts = [int(part) for part in str(args.accounts).split(",") if part.strip()]
     if args.scale <= 0 or args.memberships <= 0 or not args.counts or min(args.counts) < 1:
         parser.error("--scale and --memberships must be positive, --accounts a list of K >= 1")
+    if args.one_core and len(os.sched_getaffinity(0)) < 2:
+        parser.error("--one-core needs 2 CPUs or more: one for the workers, one for the emulators")
     return args
 
 
@@ -258,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
         "largest_k_holding_0_9": max(holding, default=0),
         "accounts_per_core_at_klaviyo_rate": round(100_000 / (cpu * klaviyo_rate), 1)
         if cpu
+        else None,
+        "one_core": args.one_core,
+        "accounts_per_core_held": round(max(holding, default=0) * args.scale, 1)
+        if args.one_core
         else None,
         "phases": phases,
         **machine(),
