@@ -36,8 +36,9 @@ from .resources import (
     tags,
 )
 from .rows.buffer import TableBuffer
+from .rows.emitted import EmittedProfiles
 from .rows.memberships import HISTORY_COLUMNS, MEMBERSHIP_COLUMNS
-from .rows.profiles import EmittedProfiles, profile_layout
+from .rows.profiles import profile_layout
 from .rows.segments import SEGMENT_COLUMNS, SEGMENT_TAG_COLUMNS, TAG_COLUMNS
 from .stats import ExtractionStats
 from .walk.catalog import SegmentCatalog

@@ -8,9 +8,15 @@ from typing import Any
 import orjson
 import pytest
 import requests
+from msgspec import Raw
 
 from sources.klaviyo.api.decoding import decode_json
-from sources.klaviyo.api.profile_pages import decode_profile_page
+from sources.klaviyo.api.profile_pages import (
+    PendingAttributes,
+    decode_attributes,
+    decode_profile_page,
+    pending_attributes,
+)
 from sources.klaviyo.rows.profiles import page_profiles, profile_layout, profiles_table
 from sources.klaviyo.rows.segments import segment_row
 
@@ -145,35 +151,68 @@ def test_decode_of_a_normal_page_is_orjsons(emu: Any) -> None:
     assert decode_json(page) == orjson.loads(page)
 
 
+def _decoded(page: Any) -> Any:
+    """A typed page with every profile's attributes decoded whole."""
+    for profile in page["data"]:
+        if isinstance(profile.get("attributes"), Raw):
+            pending = pending_attributes(profile["attributes"])
+            is_pending = isinstance(pending, PendingAttributes)
+            profile["attributes"] = decode_attributes(pending) if is_pending else pending
+    return page
+
+
 def test_typed_decoding_of_a_profile_page_builds_the_same_rows(emu: Any) -> None:
     """The typed decoder drops what the source does not read, and nothing else."""
     page = _page(emu, {"additional-fields[profile]": "subscriptions,predictive_analytics"})
     typed, plain = decode_profile_page(page), decode_json(page)
     assert typed is not None and typed["links"] == plain["links"]
-    for profile in plain["data"]:
-        del profile["relationships"], profile["links"]
-    assert typed["data"] == plain["data"]
     layout = profile_layout(None, ("subscriptions", "predictive_analytics"))
     rows = [profiles_table(page_profiles(doc), layout) for doc in (typed, plain)]
     assert rows[0].num_rows == len(plain["data"]) > 0 and rows[0].equals(rows[1])
+    plain = decode_json(page)
+    for profile in plain["data"]:
+        del profile["relationships"], profile["links"]
+    assert _decoded(decode_profile_page(page))["data"] == plain["data"]
 
 
-@pytest.mark.parametrize(
-    "attributes",
-    [
-        {"email": 5},  # not text: decode_json's lenient path writes it as text
-        {"location": "Boston"},
-        {"created": ["2024-01-01"]},
-        {"first_name": "Ann\u0000e"},  # a NUL escape: decode_json repairs it
-        {"last_name": "X\ud800Y"},
-        {"properties": {"pair": "\ud83d\ude00"}},
-    ],
-)
-def test_typed_decoding_leaves_odd_pages_to_decode_json(attributes: dict[str, Any]) -> None:
-    profile = {"type": "profile", "id": "P1", "attributes": attributes}
-    body = json.dumps({"data": [profile], "links": {"next": None}}).replace("\\\\u", "\\u")
-    assert decode_profile_page(body.encode()) is None
-    assert decode_json(body.encode())["data"][0]["id"] == "P1"
+def test_typed_decoding_leaves_the_attributes_to_the_rows(emu: Any) -> None:
+    """Of every copy of a profile the walk decodes `updated` and `joined_group_at` only."""
+    typed = decode_profile_page(_page(emu, {}))
+    assert typed is not None
+    (profile, *_) = page_profiles(typed)
+    attributes = profile["attributes"]
+    assert isinstance(attributes, PendingAttributes)
+    assert set(attributes) == {"updated", "joined_group_at"}
+    assert decode_attributes(attributes)["email"] == orjson.loads(bytes(attributes.raw))["email"]
+
+
+ODD_PAGE_ATTRIBUTES = [
+    {"email": 5},  # not text: decode_json's lenient path writes it as text
+    {"location": "Boston"},
+    {"created": ["2024-01-01"]},
+    {"updated": 7, "joined_group_at": "2024-01-01"},
+]
+REPAIRED_ATTRIBUTES = [
+    {"first_name": "Ann\u0000e"},  # a NUL escape: decode_json repairs it
+    {"last_name": "X\ud800Y"},
+    {"properties": {"pair": "\ud83d\ude00"}},
+]
+
+
+@pytest.mark.parametrize("attributes", ODD_PAGE_ATTRIBUTES + REPAIRED_ATTRIBUTES)
+def test_typed_decoding_of_odd_attributes_builds_decode_jsons_rows(
+    attributes: dict[str, Any],
+) -> None:
+    """Escapes decode_json repairs send the page to it; odd values, the profile alone."""
+    profiles = [{"type": "profile", "id": "P1", "attributes": attributes}]
+    profiles.append({"type": "profile", "id": "P2", "attributes": {"email": "b@x.io"}})
+    text = json.dumps({"data": profiles, "links": {"next": None}}).replace("\\\\u", "\\u")
+    typed = decode_profile_page(text.encode())
+    assert (typed is None) == (attributes in REPAIRED_ATTRIBUTES)
+    layout = profile_layout(None, ())
+    docs = [typed or decode_json(text.encode()), decode_json(text.encode())]
+    rows = [profiles_table(page_profiles(doc), layout) for doc in docs]
+    assert rows[0].num_rows == 2 and rows[0].equals(rows[1])
 
 
 @pytest.mark.parametrize(
@@ -183,14 +222,30 @@ def test_typed_decoding_takes_escapes_it_need_not_repair(text: str) -> None:
     body = b'{"data":[{"type":"profile","id":"P1","attributes":{"first_name":"%s"}}],"links":{}}'
     page = decode_profile_page(body % text.encode())
     assert page is not None
-    assert page == decode_json(body % text.encode())
+    assert _decoded(page) == decode_json(body % text.encode())
 
 
 @pytest.mark.parametrize(
-    "body", [b'{"data":[1],"links":{}}', b'{"data":null,"links":{}}', b'{"data":', b"<html>"]
+    "body",
+    [
+        b'{"data":[1],"links":{}}',
+        b'{"data":null,"links":{}}',
+        b'{"data":',
+        b"<html>",
+        b'{"data":[{"id":5}],"links":{}}',
+    ],
 )
 def test_typed_decoding_leaves_what_is_no_profile_page(body: bytes) -> None:
     assert decode_profile_page(body) is None
+
+
+@pytest.mark.parametrize("attributes", [b"null", b'"text"', b"[1]", b"7"])
+def test_attributes_that_are_no_object_are_decoded_whole(attributes: bytes) -> None:
+    body = b'{"data":[{"type":"profile","id":"P1","attributes":%s}],"links":{}}' % attributes
+    page = decode_profile_page(body)
+    assert page is not None
+    (profile,) = page_profiles(page)
+    assert profile["attributes"] == orjson.loads(attributes)
 
 
 def test_typed_decoding_keeps_wide_integers_and_drops_unknown_attributes() -> None:
@@ -199,7 +254,7 @@ def test_typed_decoding_keeps_wide_integers_and_drops_unknown_attributes() -> No
         b'"location":{"latitude":%d,"city":"Oslo"},"unheard_of":{"a":1}}}],"links":{}}'
         % (WIDE, WIDE)
     )
-    page = decode_profile_page(body)
+    page = _decoded(decode_profile_page(body))
     assert page == {
         "data": [
             {

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sources.klaviyo import settings
-from sources.klaviyo.rows.profiles import EmittedProfiles
+from sources.klaviyo.rows.emitted import EmittedProfiles
 
 from .conftest import Loader
 

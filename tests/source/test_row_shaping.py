@@ -15,6 +15,7 @@ from sources.klaviyo import ExtractionStats, settings
 from sources.klaviyo.api import client as client_module
 from sources.klaviyo.api.client import KlaviyoClient
 from sources.klaviyo.rows.buffer import TableBuffer
+from sources.klaviyo.rows.emitted import EmittedProfiles
 from sources.klaviyo.rows.memberships import (
     history_table,
     joined_group_at,
@@ -22,7 +23,7 @@ from sources.klaviyo.rows.memberships import (
     memberships_table,
 )
 from sources.klaviyo.rows.memory import give_back_memory
-from sources.klaviyo.rows.profiles import EmittedProfiles, profile_layout, profiles_table
+from sources.klaviyo.rows.profiles import profile_layout, profiles_table
 from sources.klaviyo.rows.values import (
     finite_number,
     finite_number_column,

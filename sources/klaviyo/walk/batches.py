@@ -23,8 +23,8 @@ from itertools import repeat
 from .. import settings
 from ..api.client import ClientFactory
 from ..dates import utc_now
+from ..rows.emitted import ProfileKey, profile_keys
 from ..rows.memory import give_back_memory
-from ..rows.profiles import ProfileKey, profile_keys
 from ..stats import ExtractionStats
 from ..typing import Closure, Member, Resource
 from .destination import KnownMemberships

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..rows.profiles import ProfileKey, profile_keys
+from ..rows.emitted import ProfileKey, profile_keys
 from ..typing import Closure, Resource
 
 
