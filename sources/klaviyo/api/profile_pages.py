@@ -108,10 +108,11 @@ def pending_attributes(raw: msgspec.Raw) -> Any:
     return pending
 
 
-def decode_attributes(pending: PendingAttributes) -> Any:
-    """The whole attributes of `pending`: typed like a page's, or as `decode_json` gives them
-    when they do not fit (the lenient row conversion then reads them)."""
+def decode_attributes(pending: PendingAttributes) -> JsonDoc:
+    """The whole attributes of `pending` (an object, as `pending_attributes` checked): typed
+    like a page's, or as `decode_json` gives them when they do not fit (the lenient row
+    conversion then reads them)."""
     try:
-        return _ATTRIBUTES.decode(pending.raw)
+        return cast(JsonDoc, _ATTRIBUTES.decode(pending.raw))
     except _DECODE_ERRORS:
-        return decode_json(bytes(pending.raw))
+        return cast(JsonDoc, decode_json(bytes(pending.raw)))

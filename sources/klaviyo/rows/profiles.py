@@ -96,8 +96,7 @@ def _json_as_text(attributes: Resource) -> Resource:
 def _row_attributes(attributes: Any) -> Any:
     """A profile's attributes as its row reads them (decoded now if they were pending)."""
     if type(attributes) is PendingAttributes:
-        decoded = decode_attributes(attributes)
-        return _json_as_text(decoded) if type(decoded) is dict else decoded
+        return _json_as_text(decode_attributes(attributes))
     return attributes or _NO_ATTRIBUTES
 
 
