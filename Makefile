@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python bench/accounts.py
 	$(BIN)/python bench/resume.py
 	$(BIN)/python bench/daily.py
+	$(BIN)/python bench/page_work.py
 
 # Many accounts: `dagster dev` on three emulated accounts (docs/accounts.md).
 dagster-demo: setup

@@ -176,21 +176,12 @@ def floor_walk(base_url: str, api_key: str) -> FloorWalk:
     profile pages are timed, not the segment list.
     """
     import orjson
-    import urllib3
 
     from sources.klaviyo import settings
     from sources.klaviyo.api import endpoints
 
     revision = settings.DEFAULT_REVISION
-    origin = urlsplit(base_url)
-    pool = urllib3.HTTPConnectionPool(
-        origin.hostname or "127.0.0.1", origin.port, maxsize=1, retries=False, timeout=60.0
-    )
-    headers = {
-        "Authorization": f"Klaviyo-API-Key {api_key}",
-        "revision": revision,
-        "Accept": settings.ACCEPT,
-    }
+    pool, headers = emulator_pool(base_url, api_key)
 
     def pages(first: Any) -> Iterator[Any]:
         target: str | None = f"{first.path}?{urlencode(first.params)}"
@@ -198,7 +189,7 @@ def floor_walk(base_url: str, api_key: str) -> FloorWalk:
             page = orjson.loads(pool.request("GET", target, headers=headers).data)
             yield page
             following = page["links"].get("next")
-            target = _path_and_query(following) if following else None
+            target = path_and_query(following) if following else None
 
     segment_ids = [s["id"] for page in pages(endpoints.segments(revision)) for s in page["data"]]
     params = endpoints.profile_params(None, ())
@@ -213,7 +204,25 @@ def floor_walk(base_url: str, api_key: str) -> FloorWalk:
     return FloorWalk(cpu, seconds, walked, members)
 
 
-def _path_and_query(url: str) -> str:
+def emulator_pool(base_url: str, api_key: str) -> tuple[Any, dict[str, str]]:
+    """One pooled urllib3 connection to the emulator, and the headers of the source's GETs."""
+    import urllib3
+
+    from sources.klaviyo import settings
+
+    origin = urlsplit(base_url)
+    pool = urllib3.HTTPConnectionPool(
+        origin.hostname or "127.0.0.1", origin.port, maxsize=1, retries=False, timeout=60.0
+    )
+    headers = {
+        "Authorization": f"Klaviyo-API-Key {api_key}",
+        "revision": settings.DEFAULT_REVISION,
+        "Accept": settings.ACCEPT,
+    }
+    return pool, headers
+
+
+def path_and_query(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
