@@ -23,6 +23,7 @@ import functools
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -178,7 +179,8 @@ def runs(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     """`--runs` extractions, each in a process of its own (fresh memory figures).
 
     The figures are those of the last run, plus `runs_figures` (the main figures of every
-    run) and `ranges` ([min, max] of the `RANGED` figures).
+    run), `ranges` ([min, max] of the `RANGED` figures) and their `medians`: on a shared
+    machine one run's ratio can sit far from the others'.
     """
     if args.runs == 1:
         return run(args)
@@ -195,6 +197,7 @@ def runs(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     figures["runs"] = args.runs
     figures["runs_figures"] = [{name: f.get(name) for name in RANGED} for f in all_figures]
     figures["ranges"] = {name: _range([f.get(name) for f in all_figures]) for name in RANGED}
+    figures["medians"] = {name: _median([f.get(name) for f in all_figures]) for name in RANGED}
     return figures
 
 
@@ -238,6 +241,11 @@ def _stored_rows(pipeline: Any) -> dict[str, int]:
 def _range(values: list[Any]) -> list[Any] | None:
     known = [value for value in values if value is not None]
     return [min(known), max(known)] if known else None
+
+
+def _median(values: list[Any]) -> float | None:
+    known = [value for value in values if value is not None]
+    return round(statistics.median(known), 3) if known else None
 
 
 def _rounded(values: dict[str, float], digits: int) -> dict[str, float]:
