@@ -33,20 +33,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from itertools import repeat
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
-from support import (
-    emulator_pool,
-    emulator_process,
-    finish,
-    large_preset_parser,
-    log,
-    machine,
-    path_and_query,
-)
+from support import EmulatorPages, emulator_process, finish, large_preset_parser, log, machine
 
 STEPS = ("decode", "shape", "batch", "membership_rows", "fresh", "profile_rows", "free")
 
@@ -54,32 +44,14 @@ STEPS = ("decode", "shape", "batch", "membership_rows", "fresh", "profile_rows",
 def capture(base_url: str, api_key: str, path: Path) -> int:
     """Writes every segment's profile pages to `path`, segment after segment, with the
     walk's requests (pickled segment id and body, one after the other); returns how many."""
-    import orjson
-
-    from sources.klaviyo import settings
-    from sources.klaviyo.api import endpoints
-
-    revision = settings.DEFAULT_REVISION
-    pool, headers = emulator_pool(base_url, api_key)
-
-    def bodies(first: Any) -> Iterator[bytes]:
-        target: str | None = f"{first.path}?{urlencode(first.params)}"
-        while target:
-            body = pool.request("GET", target, headers=headers).data
-            yield body
-            following = orjson.loads(body)["links"].get("next")
-            target = path_and_query(following) if following else None
-
-    listed = bodies(endpoints.segments(revision))
-    segments = [segment["id"] for body in listed for segment in orjson.loads(body)["data"]]
-    params = endpoints.profile_params(None, ())
+    emulator = EmulatorPages(base_url, api_key)
     pages = 0
     with path.open("wb") as file:
-        for segment_id in segments:
-            for body in bodies(endpoints.segment_profiles(revision, segment_id, params, None)):
+        for segment_id in emulator.segment_ids():
+            for body, _ in emulator.profile_pages(segment_id):
                 pickle.dump((segment_id, body), file, protocol=pickle.HIGHEST_PROTOCOL)
                 pages += 1
-    pool.close()
+    emulator.close()
     return pages
 
 
@@ -132,8 +104,7 @@ def replay(path: Path) -> tuple[dict[str, float], int, int]:
         profiles = page_profiles(document)
         page = Page(segment_id, profiles, joined_times(profiles))
         shaped = clock()
-        batch.members.extend(zip(repeat(page.segment_id), page.profiles, page.joined))
-        batch.member_keys.extend(page.keys)
+        batch.add_page(page)
         del document, profiles, page
         spent["decode"] += decoded - started
         spent["shape"] += shaped - decoded

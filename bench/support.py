@@ -171,58 +171,75 @@ def floor_walk(base_url: str, api_key: str) -> FloorWalk:
     """Reads every segment's profile pages the cheapest way: the CPU floor of a walk.
 
     One thread, one pooled urllib3 connection, `orjson.loads` of each page and nothing else:
-    the same requests as the source's walk (revision, page size, sort, `links.next`), so
-    its CPU per membership is what any client of these pages pays at least. Only the
-    profile pages are timed, not the segment list.
+    the same requests as the source's walk (`EmulatorPages`), so its CPU per membership is
+    what any client of these pages pays at least. Only the profile pages are timed, not the
+    segment list.
     """
-    import orjson
-
-    from sources.klaviyo import settings
-    from sources.klaviyo.api import endpoints
-
-    revision = settings.DEFAULT_REVISION
-    pool, headers = emulator_pool(base_url, api_key)
-
-    def pages(first: Any) -> Iterator[Any]:
-        target: str | None = f"{first.path}?{urlencode(first.params)}"
-        while target:
-            page = orjson.loads(pool.request("GET", target, headers=headers).data)
-            yield page
-            following = page["links"].get("next")
-            target = path_and_query(following) if following else None
-
-    segment_ids = [s["id"] for page in pages(endpoints.segments(revision)) for s in page["data"]]
-    params = endpoints.profile_params(None, ())
+    emulator = EmulatorPages(base_url, api_key)
+    segment_ids = emulator.segment_ids()
     walked = members = 0
     cpu, started = time.thread_time(), time.perf_counter()
     for segment_id in segment_ids:
-        for page in pages(endpoints.segment_profiles(revision, segment_id, params, None)):
+        for _, page in emulator.profile_pages(segment_id):
             walked += 1
             members += len(page["data"])
     cpu, seconds = time.thread_time() - cpu, time.perf_counter() - started
-    pool.close()
+    emulator.close()
     return FloorWalk(cpu, seconds, walked, members)
 
 
-def emulator_pool(base_url: str, api_key: str) -> tuple[Any, dict[str, str]]:
-    """One pooled urllib3 connection to the emulator, and the headers of the source's GETs."""
-    import urllib3
+class EmulatorPages:
+    """An emulator's pages, asked for as the source's walk asks (revision, page size, sort,
+    `links.next`), on one pooled urllib3 connection."""
 
-    from sources.klaviyo import settings
+    def __init__(self, base_url: str, api_key: str) -> None:
+        import urllib3
 
-    origin = urlsplit(base_url)
-    pool = urllib3.HTTPConnectionPool(
-        origin.hostname or "127.0.0.1", origin.port, maxsize=1, retries=False, timeout=60.0
-    )
-    headers = {
-        "Authorization": f"Klaviyo-API-Key {api_key}",
-        "revision": settings.DEFAULT_REVISION,
-        "Accept": settings.ACCEPT,
-    }
-    return pool, headers
+        from sources.klaviyo import settings
+
+        origin = urlsplit(base_url)
+        self._pool = urllib3.HTTPConnectionPool(
+            origin.hostname or "127.0.0.1", origin.port, maxsize=1, retries=False, timeout=60.0
+        )
+        self._headers = {
+            "Authorization": f"Klaviyo-API-Key {api_key}",
+            "revision": settings.DEFAULT_REVISION,
+            "Accept": settings.ACCEPT,
+        }
+
+    def segment_ids(self) -> list[str]:
+        """Every segment's id, from the segment list."""
+        from sources.klaviyo import settings
+        from sources.klaviyo.api import endpoints
+
+        pages = self._pages(endpoints.segments(settings.DEFAULT_REVISION))
+        return [segment["id"] for _, page in pages for segment in page["data"]]
+
+    def profile_pages(self, segment_id: str) -> Iterator[tuple[bytes, Any]]:
+        """Every profile page of a segment: its body, and the body decoded by `orjson`."""
+        from sources.klaviyo import settings
+        from sources.klaviyo.api import endpoints
+
+        params = endpoints.profile_params(None, ())
+        revision = settings.DEFAULT_REVISION
+        return self._pages(endpoints.segment_profiles(revision, segment_id, params, None))
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def _pages(self, first: Any) -> Iterator[tuple[bytes, Any]]:
+        import orjson
+
+        target: str | None = f"{first.path}?{urlencode(first.params)}"
+        while target:
+            body = self._pool.request("GET", target, headers=self._headers).data
+            page = orjson.loads(body)
+            yield body, page
+            following = page["links"].get("next")
+            target = _path_and_query(following) if following else None
 
 
-def path_and_query(url: str) -> str:
+def _path_and_query(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.path}?{parts.query}" if parts.query else parts.path
 

@@ -11,6 +11,9 @@ JsonDoc = dict[str, Any]
 Resource = dict[str, Any]
 """One JSON:API resource (`id`, `type`, `attributes`, `relationships`), as Klaviyo sent it."""
 
+NO_ATTRIBUTES: Resource = {}
+"""The attributes of every profile that came without any; shared, so never written to."""
+
 Member = tuple[str, Resource, "datetime | None"]
 """(segment id, profile resource, its joined_group_at parsed once by the walk)."""
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 
 from .. import settings
-from ..typing import Resource
+from ..typing import NO_ATTRIBUTES, Resource
 
 
 class EmittedProfiles:
@@ -121,7 +121,7 @@ def profile_keys(profiles: Iterable[Resource]) -> list[ProfileKey]:
     keys: list[ProfileKey] = []
     append = keys.append
     for profile in profiles:
-        updated = (profile.get("attributes") or _NO_ATTRIBUTES).get(settings.PROFILE_UPDATED)
+        updated = (profile.get("attributes") or NO_ATTRIBUTES).get(settings.PROFILE_UPDATED)
         append((profile["id"], updated if isinstance(updated, str) else None))
     return keys
 
@@ -133,7 +133,3 @@ def _began(walk: object) -> str:
     if isinstance(walk, datetime):
         return walk.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     return ""
-
-
-_NO_ATTRIBUTES: Resource = {}
-"""Shared by every profile without attributes; never written to."""

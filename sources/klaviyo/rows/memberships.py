@@ -13,7 +13,7 @@ from dlt.common.schema.typing import TTableSchemaColumns
 
 from .. import settings
 from ..dates import parse_datetime
-from ..typing import Closure, Member, Resource
+from ..typing import NO_ATTRIBUTES, Closure, Member, Resource
 from .values import UTC_TIMESTAMP
 
 MEMBERSHIP_SCHEMA = pa.schema(
@@ -176,7 +176,7 @@ def joined_times(profiles: Iterable[Resource]) -> list[datetime | None]:
     stamps: list[datetime | None] = []
     append = stamps.append
     for profile in profiles:
-        text = (profile.get("attributes") or _NO_ATTRIBUTES).get(settings.JOINED_GROUP_AT)
+        text = (profile.get("attributes") or NO_ATTRIBUTES).get(settings.JOINED_GROUP_AT)
         stamp = None
         if isinstance(text, str):
             try:
@@ -189,5 +189,3 @@ def joined_times(profiles: Iterable[Resource]) -> list[datetime | None]:
 
 _from_iso = datetime.fromisoformat
 _UTC = timezone.utc
-_NO_ATTRIBUTES: Resource = {}
-"""Shared by every profile without attributes; never written to."""

@@ -13,7 +13,7 @@ from msgspec import Raw
 from .. import settings
 from ..api.profile_pages import PendingAttributes, decode_attributes, pending_attributes
 from ..dates import parse_datetime
-from ..typing import Resource
+from ..typing import NO_ATTRIBUTES, Resource
 from .emitted import EmittedProfiles
 from .values import UTC_TIMESTAMP, finite_number_column, json_bytes, json_column, json_text
 
@@ -97,7 +97,7 @@ def _row_attributes(attributes: Any) -> Any:
     """A profile's attributes as its row reads them (decoded now if they were pending)."""
     if type(attributes) is PendingAttributes:
         return _json_as_text(decode_attributes(attributes))
-    return attributes or _NO_ATTRIBUTES
+    return attributes or NO_ATTRIBUTES
 
 
 _JSON_ATTRIBUTES = (*settings.PROFILE_JSON_ATTRIBUTES, *settings.ADDITIONAL_PROFILE_FIELDS)
@@ -184,10 +184,6 @@ def unique_profiles_table(profiles: Mapping[str, Resource], layout: ProfileLayou
     for name in layout.json:
         columns[name] = json_column([a.get(name) for a in attributes])
     return pa.Table.from_arrays([columns[field.name] for field in schema], schema=schema)
-
-
-_NO_ATTRIBUTES: Resource = {}
-"""Shared by every profile without attributes; never written to."""
 
 
 def _converted_columns(

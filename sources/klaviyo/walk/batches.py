@@ -103,6 +103,14 @@ class MembershipBatch:
     def rows(self) -> int:
         return len(self.members) + len(self.closures) + len(self.profiles_only)
 
+    def add_page(self, page: Page) -> None:
+        """Takes a page's members and profiles, with the keys the worker made of them."""
+        # zip and repeat make the member tuples without a Python step per member
+        self.members.extend(zip(repeat(page.segment_id), page.profiles, page.joined))
+        self.member_keys.extend(page.keys)
+        self.profiles_only.extend(page.attributes_only)
+        self.profiles_only_keys.extend(page.attributes_only_keys)
+
     def profile_copies(self) -> tuple[list[Resource], list[ProfileKey]]:
         """Every profile of the batch (`profiles_only`, then the members'), with its key.
 
@@ -235,11 +243,7 @@ def _batches(
             raise event.error
         if isinstance(event, Page):
             run.count_page()
-            # zip and repeat make the member tuples without a Python step per member
-            batch.members.extend(zip(repeat(event.segment_id), event.profiles, event.joined))
-            batch.member_keys.extend(event.keys)
-            batch.profiles_only.extend(event.attributes_only)
-            batch.profiles_only_keys.extend(event.attributes_only_keys)
+            batch.add_page(event)
             stats.add(pages=1)
         elif isinstance(event, Closed):
             batch.closures.extend((event.segment_id, closure) for closure in event.closures)
