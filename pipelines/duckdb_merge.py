@@ -3,17 +3,18 @@
 dlt's merge copies every file of a load into the table's staging table, which DuckDB writes
 to the database file (write-ahead log, then compressed at a checkpoint), only to read it back
 once in the merge that follows. When a load holds one file of a table, as it does for the
-tables of this source, that file's copy job merges it itself: it reads the file into a
-temporary table (in memory, spilling to DuckDB's temporary folder, never written to the
-database file), deletes the rows whose keys it holds and inserts one row per key
-(`one_row_per_key`), in one transaction. The merge from staging still follows and finds the
-staging table empty.
+tables of this source, that file's copy job merges it itself, reading the parquet file where
+it lies: it deletes the rows whose keys the file holds and inserts one row per key
+(`one_row_per_key`, by the file's row numbers), in one transaction. Each statement reads
+only the columns it needs (the keys for the delete, the keys and the sort column to pick a
+key's row), so nothing is staged: a temporary table of the file's every column spilled to
+disk once a load's rows outgrew DuckDB's `memory_limit`. The merge from staging still
+follows and finds the staging table empty.
 
 Whoever finishes a package loads the same rows: a copy job run again (the process was killed
 before it was marked done) deletes and inserts the same rows again; and a package finished
 by dlt's own DuckDB destination copies the files it has not merged into staging and merges
-them from there, while the files already merged are in the table.
-"""
+them from there, while the files already merged are in the table."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ MERGE_HINTS_THAT_NEED_STAGING = ("x-merge-source-filter", "x-merge-destination-s
 """Merge options whose SQL dlt writes against the staging table."""
 RESERVED_COLUMNS = ("rowid",)
 """Column names that would hide DuckDB's own `rowid`, which picks a key's row."""
+FILE_ROW_NUMBER = "file_row_number"
+"""The row number `read_parquet` adds to a file's columns; it picks a key's row of a file."""
 JOB_FOLDERS = ("new_jobs", "started_jobs", "completed_jobs", "failed_jobs")
 """The folders of a load package that hold its job files, whatever their state."""
 DATA_FORMATS = ("parquet", "jsonl", "typed-jsonl", "insert_values", "csv")
@@ -47,7 +50,7 @@ def merges_by_copy_job(table: TTableSchema, schema: Schema, files: Sequence[str]
 
     Only a `delete-insert` merge (dlt's default) by primary key of a table without nested
     tables, hard deletes, merge options written against staging or a column named `rowid`,
-    whose package holds one parquet file of it.
+    whose package holds one parquet file of it (nor one named `file_row_number`).
     """
     if len(files) != 1 or not files[0].endswith(".parquet"):
         return False
@@ -57,7 +60,7 @@ def merges_by_copy_job(table: TTableSchema, schema: Schema, files: Sequence[str]
         return False
     if any(table.get(hint) for hint in MERGE_HINTS_THAT_NEED_STAGING):
         return False
-    if hides_rowid(table.get("columns", {})):
+    if hides_rowid(table.get("columns", {})) or FILE_ROW_NUMBER in table.get("columns", {}):
         return False
     if get_columns_names_with_prop(table, "merge_key"):
         return False
@@ -84,34 +87,38 @@ def merge_from_file_sql(table: TTableSchema, path: str, sql_client: SqlClientBas
     """The statements that merge the parquet file `path` into `table` (one transaction)."""
     escape = sql_client.escape_column_name
     name = sql_client.make_qualified_table_name(str(table["name"]))
-    staged = escape(f"_staged_{table['name']}")
     keys = [escape(column) for column in get_columns_names_with_prop(table, "primary_key")]
     dedup_sort = get_dedup_sort_tuple(table)
     sort = None if dedup_sort is None else (escape(dedup_sort[0]), dedup_sort[1])
     matches = " AND ".join(f"d.{key} = s.{key}" for key in keys)
     literal = "'" + path.replace("'", "''") + "'"
+    numbered = f"read_parquet({literal}, {FILE_ROW_NUMBER} = true)"
     return [
-        f"CREATE OR REPLACE TEMP TABLE {staged} AS SELECT * FROM read_parquet({literal})",
-        f"DELETE FROM {name} AS d WHERE EXISTS (SELECT 1 FROM {staged} AS s WHERE {matches})",
-        f"INSERT INTO {name} BY NAME SELECT * FROM {staged}"
-        f" WHERE {one_row_per_key(staged, keys, sort)}",
-        f"DROP TABLE {staged}",
+        f"DELETE FROM {name} AS d WHERE EXISTS (SELECT 1 FROM read_parquet({literal}) AS s"
+        f" WHERE {matches})",
+        f"INSERT INTO {name} BY NAME SELECT * EXCLUDE ({FILE_ROW_NUMBER}) FROM {numbered}"
+        f" WHERE {one_row_per_key(numbered, keys, sort, FILE_ROW_NUMBER)}",
     ]
 
 
 def one_row_per_key(
-    table_name: str, keys: Sequence[str], dedup_sort: tuple[str, TSortOrder] | None
+    rows: str,
+    keys: Sequence[str],
+    dedup_sort: tuple[str, TSortOrder] | None,
+    row_id: str = "rowid",
 ) -> str:
-    """The condition that keeps one row of `table_name` per key (escaped names): grouping
-    the key columns only, where dlt numbers the rows of every key with a window over every
-    column. The row kept is the one dlt keeps: the highest `dedup_sort` value for "desc" and
-    the lowest for "asc", nulls last, and any row when no value decides."""
-    kept = "min(rowid)"
+    """The condition that keeps one row of `rows` (a table, or a table function such as
+    `read_parquet`; names escaped) per key: grouping the key columns only, where dlt numbers
+    the rows of every key with a window over every column. `row_id` tells the rows apart
+    (DuckDB's `rowid` of a table, the file's row number). The row kept is the one dlt keeps:
+    the highest `dedup_sort` value for "desc" and the lowest for "asc", nulls last, and any
+    row when no value decides."""
+    kept = f"min({row_id})"
     if dedup_sort is not None:
         column, order = dedup_sort
         pick = "arg_max" if order == "desc" else "arg_min"
-        kept = f"coalesce({pick}(rowid, {column}), min(rowid))"
-    return f"rowid IN (SELECT {kept} FROM {table_name} GROUP BY {', '.join(keys)})"
+        kept = f"coalesce({pick}({row_id}, {column}), min({row_id}))"
+    return f"{row_id} IN (SELECT {kept} FROM {rows} GROUP BY {', '.join(keys)})"
 
 
 def hides_rowid(column_names: Iterable[str]) -> bool:

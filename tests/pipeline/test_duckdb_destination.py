@@ -211,6 +211,33 @@ def test_a_tables_only_file_is_merged_by_its_copy_job_without_staging(
     assert _staged(plain) == 3
 
 
+def test_a_second_load_of_a_tables_only_file_replaces_rows_by_key(
+    pipelines_dir: str, tmp_path: Path
+) -> None:
+    pipeline = _duckdb_pipeline(pipelines_dir, tmp_path)
+    _load(pipeline, [_profiles(("p1", 1, "old@x"), ("p2", 1, "two@x"))], NEWEST_UPDATED)
+    again = [_profiles(("p1", 3, "new@x"), ("p1", 2, "mid@x"), ("p3", None, "three@x"))]
+
+    _load(pipeline, again, NEWEST_UPDATED)
+
+    assert _stored(pipeline) == [("p1", 3, "new@x"), ("p2", 1, "two@x"), ("p3", None, "three@x")]
+    assert len(_package_files(pipeline, "profiles")) == 1
+    assert _staged(pipeline) == 0
+
+
+def test_a_table_with_a_file_row_number_column_is_merged_from_staging(
+    pipelines_dir: str, tmp_path: Path
+) -> None:
+    pipeline = _duckdb_pipeline(pipelines_dir, tmp_path)
+    rows = _profiles(("p1", 1, "old@x"), ("p1", 2, "new@x"), ("p2", 1, "two@x"))
+    rows = rows.append_column("file_row_number", pa.array([9, 9, 4]))
+
+    _load(pipeline, [rows], NEWEST_UPDATED)
+
+    assert _stored(pipeline) == [("p1", 2, "new@x"), ("p2", 1, "two@x")]
+    assert _staged(pipeline) == 3
+
+
 def test_a_table_in_several_files_of_a_load_is_merged_from_staging(
     pipelines_dir: str, tmp_path: Path
 ) -> None:
