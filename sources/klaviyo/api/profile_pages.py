@@ -6,9 +6,9 @@ reads skips those without building them. Each profile's attributes are kept unde
 (`msgspec.Raw`, a view of the page) until the walk shapes the page, which decodes only what
 it reads of every copy of a profile, `updated` and `joined_group_at` (`pending_attributes`);
 the rest is decoded once the profile becomes a row (`decode_attributes`), which most copies
-never do: a profile in several segments is emitted once per walk. Decoded, the attributes
-are the same dicts, lists and values that `decoding.decode_json` gives, so rows come out the
-same either way.
+never do: a profile in several segments is emitted once per walk. Decoded whole, the
+attributes become a `ProfileAttributes` struct whose values are the text, dicts, lists and
+numbers that `decoding.decode_json` gives, so rows come out the same either way.
 
 A page that does not fit the shape (a profile that is not an object) or holds what
 `decode_json` repairs (a NUL or a lone surrogate escape) is left to `decode_json`; so are
@@ -29,21 +29,32 @@ from .decoding import decode_json
 
 Text = str | None
 
-# Functional syntax: the keys are Klaviyo's, read from `settings`.
-_LOCATION_TYPES: dict[str, Any] = {
-    name: (Any if name in settings.LOCATION_COORDINATE_FIELDS else Text)
-    for name in settings.LOCATION_FIELDS
-}
-Location = TypedDict("Location", _LOCATION_TYPES, total=False)  # type: ignore[misc]
-_ATTRIBUTE_TYPES: dict[str, Any] = {
-    **{name: Text for name in settings.PROFILE_STRING_ATTRIBUTES},
-    **{name: Text for name in settings.PROFILE_DATETIME_ATTRIBUTES},
-    "location": Location | None,
-    **{name: Any for name in settings.PROFILE_JSON_ATTRIBUTES},
-    **{name: Any for name in settings.ADDITIONAL_PROFILE_FIELDS},
-    settings.JOINED_GROUP_AT: Text,
-}
-Attributes = TypedDict("Attributes", _ATTRIBUTE_TYPES, total=False)  # type: ignore[misc]
+# Built from `settings`, where Klaviyo's names are. Structs without the garbage collector's
+# tracking: a batch holds thousands, and none of them is part of a cycle.
+LocationFields: Any = msgspec.defstruct(
+    "LocationFields",
+    [
+        (name, Any if name in settings.LOCATION_COORDINATE_FIELDS else Text, None)
+        for name in settings.LOCATION_FIELDS
+    ],
+    gc=False,
+)
+"""A profile's `location`, its fields None where absent."""
+ProfileAttributes: Any = msgspec.defstruct(
+    "ProfileAttributes",
+    [
+        *((name, Text, None) for name in settings.PROFILE_STRING_ATTRIBUTES),
+        *((name, Text, None) for name in settings.PROFILE_DATETIME_ATTRIBUTES),
+        ("location", LocationFields | None, None),
+        *((name, Any, None) for name in settings.PROFILE_JSON_ATTRIBUTES),
+        *((name, Any, None) for name in settings.ADDITIONAL_PROFILE_FIELDS),
+        (settings.JOINED_GROUP_AT, Text, None),
+    ],
+    gc=False,
+)
+"""A profile's attributes as its row reads them, typed; None where absent (or null), the
+attributes the source does not load dropped. A struct is built in about half the time of
+the same dict, and its fields come out as columns without a lookup by name per row."""
 
 
 # What the walk reads of every copy of a profile: any value, judged as decode_json's would be.
@@ -77,7 +88,7 @@ class PendingAttributes(dict):  # type: ignore[type-arg]
 
 _DECODER = msgspec.json.Decoder(ProfilePage)
 _WALKED = msgspec.json.Decoder(WalkedAttributes)
-_ATTRIBUTES = msgspec.json.Decoder(Attributes)
+_ATTRIBUTES = msgspec.json.Decoder(ProfileAttributes)
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 _REPAIRED_ESCAPE = re.compile(rb"\\u(?:0000|[dD])")
 """Escapes `decode_json` repairs (NUL, and surrogates: a page with a pair takes it too)."""
@@ -108,11 +119,11 @@ def pending_attributes(raw: msgspec.Raw) -> Any:
     return pending
 
 
-def decode_attributes(pending: PendingAttributes) -> JsonDoc:
-    """The whole attributes of `pending` (an object, as `pending_attributes` checked): typed
-    like a page's, or as `decode_json` gives them when they do not fit (the lenient row
-    conversion then reads them)."""
+def decode_attributes(pending: PendingAttributes) -> Any:
+    """The whole attributes of `pending` (an object, as `pending_attributes` checked): a
+    `ProfileAttributes`, or, when they do not fit it, a dict as `decode_json` gives it (the
+    lenient row conversion then reads them)."""
     try:
-        return cast(JsonDoc, _ATTRIBUTES.decode(pending.raw))
+        return _ATTRIBUTES.decode(pending.raw)
     except _DECODE_ERRORS:
-        return cast(JsonDoc, decode_json(bytes(pending.raw)))
+        return decode_json(bytes(pending.raw))

@@ -9,9 +9,16 @@ from typing import Any
 import pyarrow as pa
 from dlt.common.schema.typing import TTableSchemaColumns
 from msgspec import Raw
+from msgspec.structs import asdict, astuple
 
 from .. import settings
-from ..api.profile_pages import PendingAttributes, decode_attributes, pending_attributes
+from ..api.profile_pages import (
+    LocationFields,
+    PendingAttributes,
+    ProfileAttributes,
+    decode_attributes,
+    pending_attributes,
+)
 from ..dates import parse_datetime
 from ..typing import NO_ATTRIBUTES, Resource
 from .emitted import EmittedProfiles
@@ -94,10 +101,22 @@ def _json_as_text(attributes: Resource) -> Resource:
 
 
 def _row_attributes(attributes: Any) -> Any:
-    """A profile's attributes as its row reads them (decoded now if they were pending)."""
+    """A profile's attributes as its row reads them: decoded now if they were pending (a
+    `ProfileAttributes`, or a dict when they do not fit it), else the page's dict."""
     if type(attributes) is PendingAttributes:
-        return _json_as_text(decode_attributes(attributes))
+        decoded = decode_attributes(attributes)
+        return decoded if type(decoded) is ProfileAttributes else _json_as_text(decoded)
     return attributes or NO_ATTRIBUTES
+
+
+def _as_dict(attributes: Any) -> Resource:
+    """Attributes as the lenient conversion reads them: a struct becomes its dict."""
+    if type(attributes) is not ProfileAttributes:
+        return attributes  # type: ignore[no-any-return]
+    values = asdict(attributes)
+    if values["location"] is not None:
+        values["location"] = asdict(values["location"])
+    return _json_as_text(values)
 
 
 _JSON_ATTRIBUTES = (*settings.PROFILE_JSON_ATTRIBUTES, *settings.ADDITIONAL_PROFILE_FIELDS)
@@ -172,18 +191,61 @@ def unique_profiles_table(profiles: Mapping[str, Resource], layout: ProfileLayou
     an object (a string, a number, a list) leaves that profile's location columns null.
     """
     attributes = [_row_attributes(profile.get("attributes")) for profile in profiles.values()]
-    schema = layout.arrow_schema()
-    locations, all_objects = _locations(attributes) if layout.location else ([], True)
-    converted = _converted_columns(attributes, locations, all_objects, layout)
     columns: dict[str, pa.Array] = {"id": pa.array(list(profiles), pa.string())}
-    columns.update(converted)
+    if attributes and _ONLY_STRUCTS.issuperset(map(type, attributes)):
+        columns.update(_struct_columns(attributes, layout))
+    else:
+        columns.update(_dict_columns([_as_dict(a) for a in attributes], layout))
+    schema = layout.arrow_schema()
+    return pa.Table.from_arrays([columns[field.name] for field in schema], schema=schema)
+
+
+_ONLY_STRUCTS = frozenset((ProfileAttributes,))
+
+
+def _struct_columns(attributes: list[Any], layout: ProfileLayout) -> dict[str, pa.Array]:
+    """The attribute columns of profiles whose attributes are all `ProfileAttributes`.
+
+    msgspec checked every text value, so arrow converts the text columns whole; the structs
+    are turned into columns of values in one pass (`zip` of their tuples).
+    """
+    values = _by_field(ProfileAttributes.__struct_fields__, map(astuple, attributes))
+    columns: dict[str, pa.Array] = {}
+    for name in layout.strings:
+        columns[name] = pa.array(values[name], pa.string())
+    for name in layout.datetimes:
+        columns[name] = _arrow_datetimes(pa.array(values[name], pa.string()), values[name])
+    if layout.location:
+        no_location = (None,) * len(LocationFields.__struct_fields__)
+        fields = [no_location if loc is None else astuple(loc) for loc in values["location"]]
+        location = _by_field(LocationFields.__struct_fields__, fields)
+        for name in layout.location:
+            if name in settings.LOCATION_COORDINATE_FIELDS:
+                column = finite_number_column(list(location[name]))
+            else:
+                column = pa.array(location[name], pa.string())
+            columns[f"location_{name}"] = column
+    for name in layout.json:
+        columns[name] = json_column(list(values[name]))
+    return columns
+
+
+def _by_field(fields: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> dict[str, Any]:
+    """The values of each field of non-empty `rows` (struct tuples of `fields`), in a pass."""
+    return dict(zip(fields, zip(*rows, strict=True), strict=True))
+
+
+def _dict_columns(attributes: list[Resource], layout: ProfileLayout) -> dict[str, pa.Array]:
+    """The attribute columns of profiles from their attribute dicts (`decode_json`'s)."""
+    locations, all_objects = _locations(attributes) if layout.location else ([], True)
+    columns = _converted_columns(attributes, locations, all_objects, layout)
     for name in layout.location:
         if name in settings.LOCATION_COORDINATE_FIELDS:
             values = [loc.get(name) for loc in locations]
             columns[f"location_{name}"] = finite_number_column(values)
     for name in layout.json:
         columns[name] = json_column([a.get(name) for a in attributes])
-    return pa.Table.from_arrays([columns[field.name] for field in schema], schema=schema)
+    return columns
 
 
 def _converted_columns(
@@ -232,7 +294,7 @@ def _arrow_columns(attributes: list[Resource], layout: ProfileLayout) -> dict[st
     children = dict(zip([f.name for f in fields], struct.flatten(), strict=True))
     columns: dict[str, pa.Array] = {name: children[name] for name in layout.strings}
     for name in layout.datetimes:
-        columns[name] = _arrow_datetimes(children[name], attributes, name)
+        columns[name] = _arrow_datetimes(children[name], [a.get(name) for a in attributes])
     if location:
         nested = children["location"].flatten()
         for name, values in zip(location, nested, strict=True):
@@ -240,12 +302,13 @@ def _arrow_columns(attributes: list[Resource], layout: ProfileLayout) -> dict[st
     return columns
 
 
-def _arrow_datetimes(text: pa.Array, attributes: list[Resource], name: str) -> pa.Array:
+def _arrow_datetimes(text: pa.Array, values: Sequence[Any]) -> pa.Array:
+    """`text` (the column of `values`) as UTC timestamps."""
     try:
         return text.cast(UTC_TIMESTAMP)
     except pa.ArrowInvalid:
         # Klaviyo sends offsets; anything else (bare dates, blanks) takes the lenient parser
-        return pa.array([parse_datetime(a.get(name)) for a in attributes], UTC_TIMESTAMP)
+        return pa.array([parse_datetime(value) for value in values], UTC_TIMESTAMP)
 
 
 def _python_columns(
