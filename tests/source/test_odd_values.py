@@ -216,6 +216,11 @@ ODD_PAGE_ATTRIBUTES = [
     {"location": "Boston"},
     {"created": ["2024-01-01"]},
     {"updated": 7, "joined_group_at": "2024-01-01"},
+    # typed, yet the row conversion is lenient with them: a bare date, coordinates as text
+    # and as a boolean, a null location
+    {"created": "2024-01-01", "updated": "2024-01-02T03:04:05"},
+    {"location": {"latitude": "51.5", "longitude": True, "city": "London"}},
+    {"location": None, "properties": None},
 ]
 REPAIRED_ATTRIBUTES = [
     {"first_name": "Ann\u0000e"},  # a NUL escape: decode_json repairs it
