@@ -38,6 +38,8 @@ RESERVED_COLUMNS = ("rowid",)
 """Column names that would hide DuckDB's own `rowid`, which picks a key's row."""
 FILE_ROW_NUMBER = "file_row_number"
 """The row number `read_parquet` adds to a file's columns; it picks a key's row of a file."""
+COPY_JOB_RESERVED_COLUMNS = (*RESERVED_COLUMNS, FILE_ROW_NUMBER)
+"""Column names the copy job's merge cannot take: they would hide a row's number."""
 JOB_FOLDERS = ("new_jobs", "started_jobs", "completed_jobs", "failed_jobs")
 """The folders of a load package that hold its job files, whatever their state."""
 DATA_FORMATS = ("parquet", "jsonl", "typed-jsonl", "insert_values", "csv")
@@ -60,7 +62,7 @@ def merges_by_copy_job(table: TTableSchema, schema: Schema, files: Sequence[str]
         return False
     if any(table.get(hint) for hint in MERGE_HINTS_THAT_NEED_STAGING):
         return False
-    if hides_rowid(table.get("columns", {})) or FILE_ROW_NUMBER in table.get("columns", {}):
+    if _holds_any(table.get("columns", {}), COPY_JOB_RESERVED_COLUMNS):
         return False
     if get_columns_names_with_prop(table, "merge_key"):
         return False
@@ -123,4 +125,10 @@ def one_row_per_key(
 
 def hides_rowid(column_names: Iterable[str]) -> bool:
     """Whether a column of the table (names escaped or not) would hide DuckDB's `rowid`."""
-    return any(name.strip('"').lower() in RESERVED_COLUMNS for name in column_names)
+    return _holds_any(column_names, RESERVED_COLUMNS)
+
+
+def _holds_any(column_names: Iterable[str], reserved: Sequence[str]) -> bool:
+    """Whether a column name (escaped or not) is one of `reserved`, as DuckDB compares
+    names: without regard to case."""
+    return any(name.strip('"').lower() in reserved for name in column_names)

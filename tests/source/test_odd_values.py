@@ -180,8 +180,9 @@ def _without_nulls(attributes: Any) -> Any:
     if not isinstance(attributes, dict):
         return attributes
     location = attributes.get("location")
-    if type(location) is LocationFields or isinstance(location, dict):
-        location = location if isinstance(location, dict) else asdict(location)
+    if type(location) is LocationFields:
+        location = asdict(location)
+    if isinstance(location, dict):
         attributes = {**attributes, "location": _without_nulls(location)}
     return {name: value for name, value in attributes.items() if value is not None}
 

@@ -221,12 +221,12 @@ def _struct_columns(attributes: list[Any], layout: ProfileLayout) -> dict[str, p
         location = _by_field(LocationFields.__struct_fields__, fields)
         for name in layout.location:
             if name in settings.LOCATION_COORDINATE_FIELDS:
-                column = finite_number_column(list(location[name]))
+                column = finite_number_column(location[name])
             else:
                 column = pa.array(location[name], pa.string())
             columns[f"location_{name}"] = column
     for name in layout.json:
-        columns[name] = json_column(list(values[name]))
+        columns[name] = json_column(values[name])
     return columns
 
 
@@ -294,7 +294,8 @@ def _arrow_columns(attributes: list[Resource], layout: ProfileLayout) -> dict[st
     children = dict(zip([f.name for f in fields], struct.flatten(), strict=True))
     columns: dict[str, pa.Array] = {name: children[name] for name in layout.strings}
     for name in layout.datetimes:
-        columns[name] = _arrow_datetimes(children[name], [a.get(name) for a in attributes])
+        # the values are read again only if arrow refuses the text
+        columns[name] = _arrow_datetimes(children[name], (a.get(name) for a in attributes))
     if location:
         nested = children["location"].flatten()
         for name, values in zip(location, nested, strict=True):
@@ -302,7 +303,7 @@ def _arrow_columns(attributes: list[Resource], layout: ProfileLayout) -> dict[st
     return columns
 
 
-def _arrow_datetimes(text: pa.Array, values: Sequence[Any]) -> pa.Array:
+def _arrow_datetimes(text: pa.Array, values: Iterable[Any]) -> pa.Array:
     """`text` (the column of `values`) as UTC timestamps."""
     try:
         return text.cast(UTC_TIMESTAMP)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -26,7 +27,7 @@ def finite_number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def finite_number_column(values: list[Any]) -> pa.Array:
+def finite_number_column(values: Sequence[Any]) -> pa.Array:
     """A double array of `finite_number` of each value.
 
     Numbers and numeric text (Klaviyo documents coordinates as either) are converted by
@@ -72,7 +73,7 @@ def json_bytes(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def json_column(values: list[Any]) -> pa.Array:
+def json_column(values: Sequence[Any]) -> pa.Array:
     """A string array of `json_text` of each value, built from orjson's bytes as they are.
 
     A value that is already bytes is taken as JSON text (`json_bytes`): decoded JSON never
