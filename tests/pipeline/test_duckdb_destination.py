@@ -162,6 +162,28 @@ def test_the_pipeline_keeps_dlts_duckdb_type_name_and_state(
     assert _stored(after) == [("p1", 2, "new@x"), ("p2", 1, "two@x")]
 
 
+def test_a_run_resolves_the_capabilities_partial_configuration_once(
+    pipelines_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    partial_resolutions = []
+    resolve = dlt.destinations.duckdb.configuration
+
+    def counted(self: Any, initial_config: Any, accept_partial: bool = False) -> Any:
+        partial_resolutions.append(accept_partial)
+        return resolve(self, initial_config, accept_partial)
+
+    monkeypatch.setattr(dlt.destinations.duckdb, "configuration", counted)
+    file = str(tmp_path / "caps.duckdb")
+    pipeline = make_pipeline(duckdb_file=file, pipelines_dir=pipelines_dir, pipeline_name="caps")
+    _load(pipeline, [_profiles(("p1", 1, "one@x"))], NEWEST_UPDATED)
+    _load(pipeline, [_profiles(("p1", 2, "new@x"), ("p2", 1, "two@x"))], NEWEST_UPDATED)
+
+    assert partial_resolutions.count(True) == 1
+    assert _stored(pipeline) == [("p1", 2, "new@x"), ("p2", 1, "two@x")]
+    ours, dlts = pipeline.destination.capabilities(), dlt.destinations.duckdb(file).capabilities()
+    assert dict(ours) == dict(dlts)
+
+
 def test_profiles_declare_updated_as_the_column_that_picks_a_copy() -> None:
     assert profile_layout(None, ()).column_hints()["updated"] == {"dedup_sort": "desc"}
     assert "updated" not in profile_layout(["email"], ()).column_hints()
