@@ -11,9 +11,6 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from sources.klaviyo import ExtractionStats, settings
-from sources.klaviyo.api import client as client_module
-from sources.klaviyo.api.client import KlaviyoClient
 from sources.klaviyo.rows.buffer import TableBuffer
 from sources.klaviyo.rows.emitted import EmittedProfiles
 from sources.klaviyo.rows.memberships import (
@@ -227,37 +224,6 @@ def test_coordinates_convert_by_arrow_as_python_would(
 def test_giving_memory_back_is_harmless() -> None:
     give_back_memory()
     give_back_memory()
-
-
-def _client(base_url: str) -> KlaviyoClient:
-    return KlaviyoClient(KEY, base_url, settings.DEFAULT_REVISION, 2.0, 1, ExtractionStats())
-
-
-def test_requests_go_to_the_origins_pool_with_path_and_query() -> None:
-    client = _client("https://proxy.internal:8443/klaviyo")
-    opener, target = client._opener("https://proxy.internal:8443/klaviyo/api/segments?a=1")
-    assert target == "/klaviyo/api/segments?a=1"
-    assert opener is client._opener("https://proxy.internal:8443/klaviyo/api/x")[0]
-    # anything else goes through the pool manager, verbatim
-    other = "https://proxy.internal:84430/klaviyo/api/segments"
-    assert client._opener(other) == (client._http, other)
-    client.close()
-    assert client._opener("https://proxy.internal:8443/api/s")[0] is not opener
-
-
-def test_the_environment_names_the_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    assert client_module._proxy_for("https://a.klaviyo.com") is None
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
-    assert client_module._proxy_for("https://a.klaviyo.com") == "http://proxy.internal:3128"
-    assert client_module._proxy_for("http://127.0.0.1:8080") is None
-    proxied = _client("https://a.klaviyo.com")
-    assert not proxied._direct
-    url = "https://a.klaviyo.com/api/segments"
-    assert proxied._opener(url) == (proxied._http, url)
-    monkeypatch.setenv("NO_PROXY", "klaviyo.com")
-    assert client_module._proxy_for("https://a.klaviyo.com") is None
 
 
 def _numbers(*values: int) -> pa.Table:

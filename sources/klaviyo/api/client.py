@@ -3,23 +3,19 @@
 What a request looks like is `endpoints`' business, what an answer means is `errors`'; this
 module sends requests, follows `links.next` and waits where the limiter or a retry says so.
 
-Requests go out through urllib3's connection pools directly: a page costs a fraction of the
-CPU it costs through `requests`, whose sessions rebuild the request, its URL, cookies and the
-TLS settings on every call. Retries, redirects and proxies are this module's decisions.
+Requests go out on keep-alive connections of `transport`, not through `requests`, whose
+sessions rebuild the request, its URL, cookies and the TLS settings on every call. Retries and
+redirects are this module's decisions.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Iterator
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
-from urllib.request import getproxies, proxy_bypass
 
-import certifi
-import urllib3
 from dlt.common import logger
 
 from .. import settings
@@ -31,6 +27,7 @@ from .endpoints import Request, rate_limits
 from .errors import FailedAttempt, RetryBudget
 from .profile_pages import decode_profile_page
 from .ratelimit import Admission, EndpointLimiter, Interrupted, shared_limiter, sleep_interruptibly
+from .transport import Answer, ExchangeFailed, transport_for
 
 PRIVATE_KEY_PATTERN = re.compile(settings.PRIVATE_KEY_PATTERN)
 
@@ -86,13 +83,7 @@ class KlaviyoClient:
         self._max_retries = max_retries
         self._stats = stats
         self._stop = stop
-        self._http = _pool_manager(self.base_url)
-        # Without a proxy, requests go straight to the origin's pool: the manager would
-        # parse each URL and look its pool up again.
-        self._origin = errors.origin(self.base_url)
-        self._direct = not isinstance(self._http, urllib3.ProxyManager)
-        self._pool: urllib3.HTTPConnectionPool | None = None
-        self._timeouts = urllib3.Timeout(connect=timeout, read=timeout)
+        self._transport = transport_for(self.base_url, timeout)
         self._headers = {
             "Authorization": f"Klaviyo-API-Key {api_key}",
             "revision": revision,
@@ -162,8 +153,7 @@ class KlaviyoClient:
 
     def close(self) -> None:
         """Closes the keep-alive connections of every thread; later requests open new ones."""
-        self._pool = None
-        self._http.clear()
+        self._transport.close()
 
     def _attempt(
         self,
@@ -176,7 +166,8 @@ class KlaviyoClient:
     ) -> JsonDoc:
         self._stats.add(requests=1)
         target = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}" if params else url
-        response, body = self._exchange(target)
+        response = self._exchange(target)
+        body = response.body
         _mark_answered(self.base_url)
         status = response.status
         if status == 429:
@@ -244,68 +235,16 @@ class KlaviyoClient:
             sleep_interruptibly(seconds, self._stop)
             self._stats.add(wait_seconds=seconds)
 
-    def _exchange(self, url: str) -> tuple[urllib3.BaseHTTPResponse, bytes]:
-        """One GET and its whole body, on a pooled keep-alive connection.
+    def _exchange(self, url: str) -> Answer:
+        """One GET and its whole answer.
 
         Raises:
             FailedAttempt: The connection could not be made, broke, or timed out.
         """
-        opener, target = self._opener(url)
         try:
-            response = opener.urlopen(
-                "GET",
-                target,
-                headers=self._headers,
-                timeout=self._timeouts,
-                # Retries are ours, with their budgets; a redirect is an answer like another.
-                retries=False,
-                redirect=False,
-                preload_content=False,
-            )
-        except errors.TRANSIENT_ERRORS as exc:
-            raise errors.transport_failure(exc, self._timeout) from None
-        try:
-            return response, response.read()
-        except errors.TRANSIENT_ERRORS as exc:
-            raise errors.transport_failure(exc, self._timeout, in_body=True) from None
-        finally:
-            response.release_conn()
-
-    def _opener(self, url: str) -> tuple[urllib3.PoolManager | urllib3.HTTPConnectionPool, str]:
-        """Who sends a GET of `url`, and the target to give it (a path on the origin's pool)."""
-        if self._direct and url.startswith(self._origin) and url.startswith("/", len(self._origin)):
-            pool = self._pool
-            if pool is None:
-                pool = self._pool = self._http.connection_from_url(self.base_url)
-            return pool, url[len(self._origin) :]
-        return self._http, url
-
-
-def _pool_manager(base_url: str) -> urllib3.PoolManager:
-    """Keep-alive connections to `base_url`, through the proxy the environment names for it.
-
-    Proxy variables (`HTTPS_PROXY`, `NO_PROXY`, ...) and the CA bundle variables that
-    `requests` honours (`REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`) are read once, here.
-    """
-    options: dict[str, Any] = {
-        "maxsize": settings.HTTP_CONNECTIONS_KEPT,
-        "ca_certs": os.environ.get("REQUESTS_CA_BUNDLE")
-        or os.environ.get("CURL_CA_BUNDLE")
-        or certifi.where(),
-    }
-    proxy = _proxy_for(base_url)
-    if proxy:
-        return urllib3.ProxyManager(proxy, **options)
-    return urllib3.PoolManager(**options)
-
-
-def _proxy_for(base_url: str) -> str | None:
-    """The proxy the environment names for `base_url`, or None (none, or `NO_PROXY`)."""
-    parts = urlsplit(base_url)
-    if parts.hostname and proxy_bypass(parts.hostname):
-        return None
-    proxies = getproxies()
-    return proxies.get(parts.scheme) or proxies.get("all")
+            return self._transport.get(url, self._headers)
+        except ExchangeFailed as failure:
+            raise errors.transport_failure(failure, self._timeout) from None
 
 
 class ClientFactory(Protocol):

@@ -7,7 +7,6 @@ in one line, with the API key masked.
 
 from __future__ import annotations
 
-import http.client
 import random
 import re
 from collections import Counter
@@ -15,17 +14,12 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from urllib3 import BaseHTTPResponse
 from urllib3.exceptions import (
     ConnectTimeoutError,
     DecodeError,
     NewConnectionError,
-    ProtocolError,
-    ProxyError,
     ReadTimeoutError,
-    SSLError,
 )
-from urllib3.exceptions import TimeoutError as HTTPTimeoutError
 
 from .. import settings
 from ..exceptions import (
@@ -41,6 +35,7 @@ from ..exceptions import (
 )
 from ..typing import JsonDoc
 from .decoding import decode_json
+from .transport import Answer, ExchangeFailed
 
 # Kinds of failed attempt; each has its own retry budget.
 FAILED = "failed"
@@ -48,16 +43,6 @@ THROTTLED = "throttled"
 MALFORMED = "malformed"
 UNREACHABLE = "unreachable"
 
-TRANSIENT_ERRORS = (
-    HTTPTimeoutError,  # connect and read timeouts, refused connections, unknown hosts
-    ProtocolError,
-    SSLError,
-    ProxyError,
-    DecodeError,
-    http.client.HTTPException,
-    OSError,
-)
-"""What a failed exchange raises through urllib3 (without its retries): worth another try."""
 _LEADING_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)")
 _SCOPE_IN_TEXT = re.compile(r"\b([a-z][a-z-]*:(?:read|write))\b")
 
@@ -155,16 +140,15 @@ def backoff(attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def transport_failure(exc: BaseException, timeout: float, in_body: bool = False) -> FailedAttempt:
-    """A connection that broke, timed out or could not be made.
+def transport_failure(failure: ExchangeFailed, timeout: float) -> FailedAttempt:
+    """A connection that broke, timed out or could not be made (`failure`).
 
     Args:
-        exc: What urllib3 raised.
+        failure: What the transport raised.
         timeout: The timeout in use, for the message.
-        in_body: It was raised while the body was read, after the status line.
     """
-    kind = UNREACHABLE if _is_connect_failure(exc) else FAILED
-    return FailedAttempt(_transport_reason(exc, timeout, in_body), kind=kind)
+    kind = UNREACHABLE if failure.connecting else FAILED
+    return FailedAttempt(_transport_reason(failure, timeout), kind=kind)
 
 
 def throttled(wait: float | None) -> FailedAttempt:
@@ -174,14 +158,14 @@ def throttled(wait: float | None) -> FailedAttempt:
     )
 
 
-def decode_answer(response: BaseHTTPResponse, body: bytes) -> Any:
+def decode_answer(response: Answer, body: bytes) -> Any:
     """The decoded body; None for a non-JSON error answer that retrying does not fix.
 
     Raises:
         FailedAttempt: A truncated JSON body, an HTML error page on a 5xx, or a 2xx that
             is not JSON.
     """
-    content_type = response.headers.get("Content-Type", "")
+    content_type = response.headers.get("Content-Type") or ""
     try:
         return decode_json(body)
     except ValueError:
@@ -197,7 +181,7 @@ def decode_answer(response: BaseHTTPResponse, body: bytes) -> Any:
         return None
 
 
-def checked_document(response: BaseHTTPResponse, body: bytes, document: Any) -> JsonDoc:
+def checked_document(response: Answer, body: bytes, document: Any) -> JsonDoc:
     """A 2xx document, if it is JSON:API (a dict with `data`).
 
     Raises:
@@ -210,7 +194,7 @@ def checked_document(response: BaseHTTPResponse, body: bytes, document: Any) -> 
     return document
 
 
-def server_failure(response: BaseHTTPResponse, document: Any) -> FailedAttempt:
+def server_failure(response: Answer, document: Any) -> FailedAttempt:
     """A 5xx; a Retry-After on it (maintenance) is honoured, within the backoff's cap."""
     asked = retry_after(response)
     wait = min(asked, settings.RETRY_BACKOFF_CAP) if asked is not None else None
@@ -218,7 +202,7 @@ def server_failure(response: BaseHTTPResponse, document: Any) -> FailedAttempt:
 
 
 def answer_error(
-    response: BaseHTTPResponse,
+    response: Answer,
     body: bytes,
     document: Any,
     url: str,
@@ -259,7 +243,7 @@ def answer_error(
     )
 
 
-def header_number(response: BaseHTTPResponse, name: str) -> Any | None:
+def header_number(response: Answer, name: str) -> Any | None:
     """The leading number of a header (`RateLimit-Remaining`, `Retry-After`), or None."""
     value = response.headers.get(name)
     match = _LEADING_NUMBER.match(value) if value else None
@@ -269,7 +253,7 @@ def header_number(response: BaseHTTPResponse, name: str) -> Any | None:
     return int(number) if number.is_integer() else number
 
 
-def retry_after(response: BaseHTTPResponse) -> float | None:
+def retry_after(response: Answer) -> float | None:
     """Seconds the answer's `Retry-After` asks to wait, or None."""
     value = header_number(response, "Retry-After")
     return None if value is None else float(value)
@@ -293,21 +277,16 @@ def _count(number: int, one: str, many: str) -> str:
     return f"{number} {one if number == 1 else many}"
 
 
-def _is_connect_failure(exc: BaseException) -> bool:
-    """True when no connection could be made at all (refused, unknown host, connect timeout)."""
-    # NewConnectionError (refused, unknown host) is a ConnectTimeoutError in urllib3
-    return isinstance(exc, ConnectTimeoutError)
-
-
-def _transport_reason(exc: BaseException, timeout: float, in_body: bool) -> str:
-    """A short account of a failed exchange; urllib3's own text repeats the whole URL."""
-    if isinstance(exc, ConnectTimeoutError) and not isinstance(exc, NewConnectionError):
-        return f"no connection within {timeout:g}s"
-    if isinstance(exc, ReadTimeoutError):
-        return f"no answer within {timeout:g}s"
+def _transport_reason(failure: ExchangeFailed, timeout: float) -> str:
+    """A short account of a failed exchange; the transport's own text may repeat the URL."""
+    exc = failure.cause
+    # urllib3 raises a refused connection or an unknown host as a kind of connect timeout
+    timeouts = (TimeoutError, ConnectTimeoutError, ReadTimeoutError)
+    if isinstance(exc, timeouts) and not isinstance(exc, NewConnectionError):
+        return f"no {'connection' if failure.connecting else 'answer'} within {timeout:g}s"
     if isinstance(exc, DecodeError):
         return "answer body could not be decoded"
-    if in_body:
+    if failure.in_body:
         return "connection broken in the middle of the answer (incomplete body)"
     text = str(exc)
     for marker, reason in (
@@ -337,7 +316,7 @@ def _error_detail_suffix(document: Any) -> str:
     return f" ({detail})" if detail else ""
 
 
-def _what_came_back(response: BaseHTTPResponse, body: bytes, what: str) -> str:
+def _what_came_back(response: Answer, body: bytes, what: str) -> str:
     content_type = response.headers.get("Content-Type") or "no content type"
     excerpt = " ".join(body[: settings.BODY_EXCERPT_CHARS].decode("utf-8", "replace").split())
     return f"HTTP {response.status} {content_type}, {what}: {excerpt!r}"
