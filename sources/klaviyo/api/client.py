@@ -167,7 +167,6 @@ class KlaviyoClient:
         self._stats.add(requests=1)
         target = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}" if params else url
         response = self._exchange(target)
-        body = response.body
         _mark_answered(self.base_url)
         status = response.status
         if status == 429:
@@ -183,15 +182,15 @@ class KlaviyoClient:
         )
         document = None
         if 200 <= status < 300 and operation in settings.PROFILE_PAGE_OPERATIONS:
-            document = decode_profile_page(body)
+            document = decode_profile_page(response.body)
         if document is None:
-            document = errors.decode_answer(response, body)
+            document = errors.decode_answer(response)
         if 200 <= status < 300:
-            return errors.checked_document(response, body, document)
+            return errors.checked_document(response, document)
         if status in settings.RETRY_STATUSES:
             raise errors.server_failure(response, document)
         secrets = (self._api_key,)
-        raise errors.answer_error(response, body, document, url, operation, segment_id, secrets)
+        raise errors.answer_error(response, document, url, operation, segment_id, secrets)
 
     def _next_url(self, page: JsonDoc, url: str) -> str | None:
         """`links.next`, verbatim when it is on the configured origin.

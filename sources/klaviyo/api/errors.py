@@ -158,7 +158,7 @@ def throttled(wait: float | None) -> FailedAttempt:
     )
 
 
-def decode_answer(response: Answer, body: bytes) -> Any:
+def decode_answer(response: Answer) -> Any:
     """The decoded body; None for a non-JSON error answer that retrying does not fix.
 
     Raises:
@@ -166,6 +166,7 @@ def decode_answer(response: Answer, body: bytes) -> Any:
             is not JSON.
     """
     content_type = response.headers.get("Content-Type") or ""
+    body = response.body
     try:
         return decode_json(body)
     except ValueError:
@@ -173,24 +174,20 @@ def decode_answer(response: Answer, body: bytes) -> Any:
             # A JSON content type with a broken body is a truncated response.
             raise FailedAttempt(f"truncated JSON body ({len(body)} bytes)") from None
         if response.status in settings.RETRY_STATUSES:
-            raise FailedAttempt(_what_came_back(response, body, "error page")) from None
+            raise FailedAttempt(_what_came_back(response, "error page")) from None
         if 200 <= response.status < 300:
-            raise FailedAttempt(
-                _what_came_back(response, body, "not JSON"), kind=MALFORMED
-            ) from None
+            raise FailedAttempt(_what_came_back(response, "not JSON"), kind=MALFORMED) from None
         return None
 
 
-def checked_document(response: Answer, body: bytes, document: Any) -> JsonDoc:
+def checked_document(response: Answer, document: Any) -> JsonDoc:
     """A 2xx document, if it is JSON:API (a dict with `data`).
 
     Raises:
         FailedAttempt: Anything else: usually a wrong base URL.
     """
     if not isinstance(document, dict) or "data" not in document:
-        raise FailedAttempt(
-            _what_came_back(response, body, "not a JSON:API document"), kind=MALFORMED
-        )
+        raise FailedAttempt(_what_came_back(response, "not a JSON:API document"), kind=MALFORMED)
     return document
 
 
@@ -203,7 +200,6 @@ def server_failure(response: Answer, document: Any) -> FailedAttempt:
 
 def answer_error(
     response: Answer,
-    body: bytes,
     document: Any,
     url: str,
     operation: str,
@@ -214,7 +210,7 @@ def answer_error(
     status = response.status
     error = _first_error(document)
     if error is None:
-        text = _what_came_back(response, body, "not a JSON:API error")
+        text = _what_came_back(response, "not a JSON:API error")
         return KlaviyoResponseError(
             redact(f"Klaviyo answered {describe(url)} with {text}", secrets)
         )
@@ -316,9 +312,11 @@ def _error_detail_suffix(document: Any) -> str:
     return f" ({detail})" if detail else ""
 
 
-def _what_came_back(response: Answer, body: bytes, what: str) -> str:
+def _what_came_back(response: Answer, what: str) -> str:
     content_type = response.headers.get("Content-Type") or "no content type"
-    excerpt = " ".join(body[: settings.BODY_EXCERPT_CHARS].decode("utf-8", "replace").split())
+    excerpt = " ".join(
+        response.body[: settings.BODY_EXCERPT_CHARS].decode("utf-8", "replace").split()
+    )
     return f"HTTP {response.status} {content_type}, {what}: {excerpt!r}"
 
 

@@ -2,9 +2,9 @@
 
 Without a proxy, requests go out on the standard library's `http.client` connections, kept
 alive between requests and shared by the walk's threads (`OriginConnections`). The same page
-through urllib3's pool cost about twice the CPU of the exchange itself: urllib3 parses and
-re-encodes every URL byte by byte (Klaviyo's cursors are percent-encoded, which takes its slow
-path), and wraps each answer in objects of its own. Behind a proxy that the environment names
+through urllib3's pool cost about twice the CPU (232-281 µs a page against 108-112 over the
+loopback): urllib3 parses and re-encodes every URL byte by byte (Klaviyo's cursors are
+percent-encoded, which takes its slow path), and wraps each answer in objects of its own. Behind a proxy that the environment names
 (`HTTPS_PROXY`, `NO_PROXY`, ...), urllib3's proxy manager does the tunnelling
 (`ProxiedConnections`). Either way the transport neither retries nor follows redirects: the
 client decides that.
@@ -25,6 +25,10 @@ import certifi
 import urllib3
 
 from .. import settings
+
+_FAILURES = (OSError, http.client.HTTPException)
+"""What an `http.client` exchange raises when it gets no whole answer."""
+_PROXIED_FAILURES = (urllib3.exceptions.HTTPError, *_FAILURES)
 
 
 class Headers(Protocol):
@@ -118,12 +122,12 @@ class OriginConnections:
         try:
             connection.request("GET", target, headers=headers)
             response = connection.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
+        except _FAILURES as exc:
             connection.close()
             raise ExchangeFailed(exc) from None
         try:
             body = response.read()
-        except (OSError, http.client.HTTPException) as exc:
+        except _FAILURES as exc:
             connection.close()
             raise ExchangeFailed(exc, in_body=True) from None
         if response.will_close or len(self._idle) >= settings.HTTP_CONNECTIONS_KEPT:
@@ -144,7 +148,7 @@ class OriginConnections:
         if url.startswith(self.origin) and url.startswith("/", len(self.origin)):
             return url[len(self.origin) :]
         parts = urlsplit(url)  # the origin spelled otherwise, or with user info
-        if (parts.hostname, parts.port) != (self._host.lower(), self._port):
+        if (parts.hostname, parts.port) != (self._host, self._port):
             raise ValueError(f"{parts.path} is not on {self.origin}")
         return f"{parts.path or '/'}{'?' if parts.query else ''}{parts.query}"
 
@@ -207,12 +211,12 @@ class ProxiedConnections:
                 redirect=False,
                 preload_content=False,
             )
-        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+        except _PROXIED_FAILURES as exc:
             connecting = isinstance(exc, urllib3.exceptions.ConnectTimeoutError)
             raise ExchangeFailed(exc, connecting=connecting) from None
         try:
             return Answer(response.status, response.headers, response.read())
-        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+        except _PROXIED_FAILURES as exc:
             raise ExchangeFailed(exc, in_body=True) from None
         finally:
             response.release_conn()
